@@ -1,0 +1,49 @@
+"""Utilities shared by every entry point: the user-error type and the wrapper that reports it."""
+
+import functools
+import os
+import sys
+import tempfile
+
+
+class UserError(Exception):
+    """A mistake of the user's (bad flag, missing or corrupt file): one line on stderr, exit status 2."""
+
+
+def main_guard(main):
+    """Wrap an entry point so a UserError prints one line on stderr and exits with status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            prog = os.path.basename(sys.argv[0]) or "error"
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
+
+
+def choice_error(what, value, valid):
+    """Return the UserError for an unknown string choice, listing the valid values."""
+    return UserError(f"unknown {what} {value!r}; valid values: {', '.join(str(v) for v in valid)}")
+
+
+def atomic_write(path, data, mode="wb"):
+    """Write data to path through a temporary file in the same folder and an atomic rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
