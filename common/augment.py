@@ -1,0 +1,186 @@
+"""Augmentation: the geometric part on the CPU workers (Geometry) and the rest, batched, on the device.
+
+Colour jitter, PCA lighting noise and rotate/shear run on whole uint8 batches after they reach the device
+(DeviceTransform): one vectorised implementation that serves both decoder backends and costs nothing on a GPU.
+"""
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ImageNet RGB covariance eigen-decomposition on the 0-255 scale (AlexNet's lighting noise)
+PCA_EIGVAL = (55.46, 4.794, 1.148)
+PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+LUMA = (0.299, 0.587, 0.114)
+
+
+class Geometry:
+    """What the workers do to one decoded image: crop window, resize, pad, mirror (MXNet's semantics)."""
+
+    def __init__(self, args, data_shape, train):
+        self.channels, self.height, self.width = data_shape
+        self.train = train
+        self.rrc = train and bool(getattr(args, "random_resized_crop", 0))
+        self.random_crop = train and bool(getattr(args, "random_crop", 0))
+        self.mirror = train and bool(getattr(args, "random_mirror", 0))
+        self.pad = getattr(args, "pad_size", 0) if train else 0
+        self.fill = getattr(args, "fill_value", 127)
+        self.area = (getattr(args, "min_random_area", 1), getattr(args, "max_random_area", 1))
+        self.scale = (getattr(args, "min_random_scale", 1), getattr(args, "max_random_scale", 1)) if train else (1, 1)
+        hi = getattr(args, "max_random_aspect_ratio", 0) or 0
+        lo = getattr(args, "min_random_aspect_ratio", None)
+        self.ratio = (lo, hi) if lo is not None else (1 - hi, 1 + hi) if hi else (1.0, 1.0)
+        if not train:
+            self.ratio = (1.0, 1.0)
+
+    def decode(self, buf):
+        """Decode encoded bytes into HxWxC uint8 (BGR for colour, as OpenCV), or None if it does not decode."""
+        flag = cv2.IMREAD_COLOR if self.channels == 3 else cv2.IMREAD_GRAYSCALE
+        img = cv2.imdecode(np.frombuffer(buf, np.uint8), flag)
+        return img if img is not None and img.size else None
+
+    def apply(self, img, rng, out):
+        """Crop/resize/pad/mirror decoded `img` into `out` (H, W, C) RGB uint8."""
+        h, w = img.shape[:2]
+        if self.rrc:
+            y, x, ch, cw = self._rrc_window(h, w, rng)
+            img = cv2.resize(img[y : y + ch, x : x + cw], (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        else:
+            img = self._scale_pad_crop(img, rng)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if self.mirror and rng.random() < 0.5:
+            img = img[:, ::-1]
+        out[...] = img[:, :, ::-1] if self.channels == 3 else img
+
+    def _rrc_window(self, h, w, rng):
+        """Inception-style window: area fraction and log-uniform aspect ratio, 10 tries, then the centre."""
+        for _ in range(10):
+            area = h * w * rng.uniform(*self.area)
+            ratio = np.exp(rng.uniform(np.log(self.ratio[0]), np.log(self.ratio[1])))
+            cw, ch = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
+            if 0 < cw <= w and 0 < ch <= h:
+                return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+        side = min(h, w)
+        return (h - side) // 2, (w - side) // 2, side, side
+
+    def _scale_pad_crop(self, img, rng):
+        """MXNet's default augmenter: random scale and aspect, pad, then a random or centre crop."""
+        h, w = img.shape[:2]
+        s = rng.uniform(*self.scale) if self.scale != (1, 1) else 1.0
+        r = rng.uniform(*self.ratio) if self.ratio != (1.0, 1.0) else 1.0
+        if s != 1.0 or r != 1.0:
+            w, h = max(1, int(round(w * s * np.sqrt(r)))), max(1, int(round(h * s / np.sqrt(r))))
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.pad:
+            img = cv2.copyMakeBorder(
+                img, self.pad, self.pad, self.pad, self.pad, cv2.BORDER_CONSTANT, value=(self.fill,) * 3
+            )
+            h, w = img.shape[:2]
+        if h < self.height or w < self.width:  # smaller than the crop: scale up to fit (MXNet aborted here)
+            k = max(self.height / h, self.width / w)
+            w, h = max(self.width, int(np.ceil(w * k))), max(self.height, int(np.ceil(h * k)))
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.random_crop:
+            y, x = int(rng.integers(0, h - self.height + 1)), int(rng.integers(0, w - self.width + 1))
+        else:
+            y, x = (h - self.height) // 2, (w - self.width) // 2
+        return img[y : y + self.height, x : x + self.width]
+
+
+class DeviceTransform:
+    """uint8 NHWC batch on the device -> normalised float NCHW (channels_last), with training jitter."""
+
+    def __init__(self, args, data_shape, train, device, channels_last=True, seed=0):
+        c = data_shape[0]
+        mean = [float(v) for v in str(getattr(args, "rgb_mean", "0,0,0")).split(",")][:c]
+        std = [float(v) for v in str(getattr(args, "rgb_std", "1,1,1")).split(",")][:c]
+        self.mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, c, 1, 1)
+        self.device, self.train, self.channels_last, self.seed = device, train, channels_last, seed
+        get = lambda name: float(getattr(args, name, 0) or 0)  # noqa: E731
+        self.brightness, self.contrast, self.saturation = get("brightness"), get("contrast"), get("saturation")
+        self.hue, self.sat_shift, self.light = get("max_random_h"), get("max_random_s"), get("max_random_l")
+        self.pca, self.rotate, self.shear = (
+            get("pca_noise"),
+            get("max_random_rotate_angle"),
+            get("max_random_shear_ratio"),
+        )
+        self.fill = float(getattr(args, "fill_value", 127))
+        self.colour = c == 3 and any(
+            (self.brightness, self.contrast, self.saturation, self.hue, self.sat_shift, self.light, self.pca)
+        )
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def set_epoch(self, epoch):
+        """Reseed the jitter from seed + epoch, so a resumed run draws what an uninterrupted one would."""
+        self.gen.manual_seed(self.seed * 1000003 + epoch)
+
+    def __call__(self, x):
+        """x: (N, H, W, C) uint8 on the device -> (N, C, H, W) float32 normalised."""
+        x = x.permute(0, 3, 1, 2).float()  # a view with channels_last strides: no copy yet
+        if self.train and self.colour:
+            x = self._colour(x)
+        if self.train and (self.rotate or self.shear):
+            x = self._warp(x)
+        x = (x - self.mean) / self.std
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+    def _uniform(self, n, bound):
+        return ((torch.rand(n, generator=self.gen) * 2 - 1) * bound).to(self.device).view(n, 1, 1, 1)
+
+    def _colour(self, x):
+        """Brightness, contrast, saturation (MXNet's ColorJitter), HSL shifts and PCA noise; x in [0, 255]."""
+        n = x.shape[0]
+        luma = torch.tensor(LUMA, device=x.device).view(1, 3, 1, 1)
+        if self.brightness:
+            x = x * (1 + self._uniform(n, self.brightness))
+        if self.contrast:
+            a = 1 + self._uniform(n, self.contrast)
+            x = x * a + (x * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True) * (1 - a)
+        if self.saturation or self.sat_shift:
+            a = 1 + self._uniform(n, self.saturation) + self._uniform(n, self.sat_shift / 255.0)
+            x = x * a + (x * luma).sum(1, keepdim=True) * (1 - a)
+        if self.hue:
+            x = self._rotate_hue(x, self._uniform(n, self.hue * 2 * math.pi / 180.0).view(n))
+        if self.light:
+            x = x + self._uniform(n, self.light)
+        if self.pca:
+            alpha = (torch.randn(n, 3, generator=self.gen) * self.pca).to(x.device)
+            vec = torch.tensor(PCA_EIGVEC, device=x.device)
+            val = torch.tensor(PCA_EIGVAL, device=x.device)
+            x = x + ((alpha * val) @ vec.T).view(n, 3, 1, 1)
+        return x.clamp(0, 255)
+
+    @staticmethod
+    def _rotate_hue(x, theta):
+        """Rotate hue by theta radians per image through YIQ space (batched 3x3 matrices)."""
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device)
+        c, s = torch.cos(theta), torch.sin(theta)
+        rot = torch.zeros(len(theta), 3, 3, device=x.device)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+        m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (N, 3, 3)
+        return torch.einsum("nij,njhw->nihw", m, x)
+
+    def _warp(self, x):
+        """Random rotation and shear about the centre; uncovered pixels take --fill-value."""
+        n = x.shape[0]
+        ang = self._uniform(n, self.rotate * math.pi / 180.0).view(n)
+        sh = self._uniform(n, self.shear).view(n)
+        c, s = torch.cos(ang), torch.sin(ang)
+        theta = torch.stack(
+            [
+                torch.stack([c, -s + sh * c, torch.zeros_like(c)], 1),
+                torch.stack([s, c + sh * s, torch.zeros_like(c)], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        ones = torch.ones_like(x[:, :1])
+        out = F.grid_sample(torch.cat([x, ones], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out[:, :-1] + (1 - out[:, -1:]) * self.fill

@@ -1,0 +1,508 @@
+"""Data: MXNet's data flags, the RecordIO / folder / synthetic iterators, and device-side augmentation.
+
+Path of a batch (each step visible here):
+  epoch order (seed + epoch, this worker's part) -> batches of record indices
+  -> worker threads: read bytes (mmap) -> decode -> crop/resize -> mirror, into one uint8 NHWC array
+  -> torch uint8 NHWC tensor (pinned when a GPU is used) -> DeviceTransform on the device:
+     float, photometric jitter, rotate/shear, (x - mean) / std, channels_last NCHW.
+The DALI backend (common/dali.py) replaces the worker threads when installed; the rest is shared.
+"""
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from common import recordio
+from common.augment import Geometry
+from common.util import UserError, choice_error
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def add_data_args(parser):
+    """Add MXNet's data flags (the `Data` group)."""
+    data = parser.add_argument_group("Data", "the input images")
+    data.add_argument(
+        "--data-train",
+        type=str,
+        help="the training data: a .rec file, several comma-separated, or a folder of class subfolders",
+    )
+    data.add_argument("--data-train-idx", type=str, default="", help="the index of the training data")
+    data.add_argument("--data-val", type=str, help="the validation data (.rec or class folders)")
+    data.add_argument("--data-val-idx", type=str, default="", help="the index of the validation data")
+    data.add_argument(
+        "--rgb-mean", type=str, default="123.68,116.779,103.939", help="a tuple of size 3 for the mean rgb"
+    )
+    data.add_argument("--rgb-std", type=str, default="1,1,1", help="a tuple of size 3 for the std rgb")
+    data.add_argument("--pad-size", type=int, default=0, help="padding the input image")
+    data.add_argument("--fill-value", type=int, default=127, help="the value for padding and borders")
+    data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
+    data.add_argument("--num-classes", type=int, help="the number of classes")
+    data.add_argument("--num-examples", type=int, help="the number of training examples")
+    data.add_argument("--data-nthreads", type=int, default=4, help="number of threads for data decoding")
+    data.add_argument("--benchmark", type=int, default=0, help="if 1, then feed the network with synthetic data")
+    data.add_argument(
+        "--data-backend",
+        type=str,
+        default="auto",
+        help="decoder: auto (DALI when installed, else threads), dali, or python",
+    )
+    data.add_argument(
+        "--shuffle-seed", type=int, default=None, help="seed of the per-epoch global shuffle (default: --seed, else 0)"
+    )
+    return data
+
+
+def add_data_aug_args(parser):
+    """Add MXNet's augmentation flags (the `Image augmentations` group)."""
+    aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
+    aug.add_argument("--random-crop", type=int, default=0, help="if or not randomly crop the image")
+    aug.add_argument("--random-mirror", type=int, default=0, help="if or not randomly flip horizontally")
+    aug.add_argument("--max-random-h", type=int, default=0, help="max change of hue, whose range is [0, 180]")
+    aug.add_argument("--max-random-s", type=int, default=0, help="max change of saturation, in [0, 255]")
+    aug.add_argument("--max-random-l", type=int, default=0, help="max change of intensity, in [0, 255]")
+    aug.add_argument(
+        "--min-random-aspect-ratio",
+        type=float,
+        default=None,
+        help="min value of aspect ratio, None or a positive value",
+    )
+    aug.add_argument(
+        "--max-random-aspect-ratio",
+        type=float,
+        default=0,
+        help="max value of aspect ratio; with no min, the range is [1-max, 1+max]",
+    )
+    aug.add_argument("--max-random-rotate-angle", type=int, default=0, help="max angle to rotate, in [0, 360]")
+    aug.add_argument("--max-random-shear-ratio", type=float, default=0, help="max ratio to shear, in [0, 1]")
+    aug.add_argument("--max-random-scale", type=float, default=1, help="max ratio to scale")
+    aug.add_argument(
+        "--min-random-scale", type=float, default=1, help="min ratio to scale, should >= img_size/input_shape"
+    )
+    aug.add_argument("--max-random-area", type=float, default=1, help="max area to crop in random resized crop")
+    aug.add_argument("--min-random-area", type=float, default=1, help="min area to crop in random resized crop")
+    aug.add_argument("--random-resized-crop", type=int, default=0, help="whether to use random resized crop")
+    aug.add_argument("--brightness", type=float, default=0, help="brightness jittering, in [0, 1]")
+    aug.add_argument("--contrast", type=float, default=0, help="contrast jittering, in [0, 1]")
+    aug.add_argument("--saturation", type=float, default=0, help="saturation jittering, in [0, 1]")
+    aug.add_argument("--pca-noise", type=float, default=0, help="pca noise, in [0, 1]")
+    return aug
+
+
+def set_data_aug_level(aug, level):
+    """Set MXNet's augmentation presets: 1 crop+mirror, 2 adds aspect/scale, 3 adds rotate/shear/colour."""
+    if level >= 1:
+        aug.set_defaults(random_crop=1, random_mirror=1)
+    if level >= 2:
+        aug.set_defaults(max_random_h=36, max_random_s=50, max_random_l=50)
+    if level >= 3:
+        aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
+
+
+def set_imagenet_aug(aug):
+    """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
+    aug.set_defaults(
+        rgb_mean="123.68,116.779,103.939",
+        rgb_std="58.393,57.12,57.375",
+        random_resized_crop=1,
+        random_mirror=1,
+        min_random_area=0.08,
+        max_random_aspect_ratio=4.0 / 3.0,
+        min_random_aspect_ratio=3.0 / 4.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        pca_noise=0.1,
+    )
+
+
+def parse_shape(text):
+    """Parse '3,224,224' or '(3,224,224)' into a (C, H, W) tuple of ints."""
+    try:
+        shape = tuple(int(v) for v in str(text).strip("()[] ").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
+        raise UserError(f"--image-shape {text!r} is not C,H,W with C 1 or 3 (e.g. 3,224,224)")
+    return shape
+
+
+def parse_floats(text, name, n=3):
+    """Parse a comma-separated tuple of n floats from flag `name`."""
+    try:
+        vals = [float(v) for v in str(text).strip("()[] ").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != n:
+        raise UserError(f"--{name} {text!r} must be {n} comma-separated numbers")
+    return vals
+
+
+# ---------------------------------------------------------------- epoch order
+
+
+def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_parts=1):
+    """Split indices 0..num-1 into this part's batches for one epoch.
+
+    With shuffle, the whole dataset is permuted from (seed, epoch), then part k takes every num_parts-th index,
+    so each record is seen exactly once per epoch over all parts. Every part gets the same number of batches
+    (uneven parts hung MXNet's dist_sync at epoch end): all are full but the last, which is never empty.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num) if shuffle else np.arange(num)
+    part = order[part_index::num_parts]
+    per_part = -(-num // num_parts)
+    nbatch = max(1, -(-per_part // batch_size))
+    batches = [part[i * batch_size : (i + 1) * batch_size] for i in range(nbatch)]
+    if len(batches[-1]) == 0 and len(batches) > 1:
+        # this part is one record short of the longest: move one record so the last batch is not empty
+        if len(batches[-2]) > 1:
+            batches[-1], batches[-2] = batches[-2][-1:], batches[-2][:-1]
+        else:  # batch size 1: repeat one record rather than stall the other workers
+            batches[-1] = batches[-2]
+    return batches
+
+
+# ---------------------------------------------------------------- sources: where the bytes come from
+
+
+class RecSource:
+    """Records of one or several .rec files (with or without .idx): labels up front, image bytes on demand."""
+
+    def __init__(self, rec_paths, idx_paths=None):
+        self.readers, self.offsets, self.files = [], [], []
+        labels, n_empty = [], 0
+        idx_paths = list(idx_paths or []) + [""] * len(rec_paths)
+        for f, (rec, idx) in enumerate(zip(rec_paths, idx_paths)):
+            if not os.path.isfile(rec):
+                raise UserError(f"data file {rec} not found; pass an existing .rec (see tools/im2rec.py)")
+            idx = idx or os.path.splitext(rec)[0] + ".idx"
+            reader = recordio.RecordReader(rec)
+            if os.path.isfile(idx):
+                _, offs = recordio.read_index(idx)
+                offs = np.sort(offs)
+                recordio.check_index(rec, offs, idx)
+            else:
+                offs = recordio.scan_offsets(rec)
+            lab, has_image = _read_labels(reader, offs)
+            n_empty += int((~has_image).sum())
+            self.readers.append(reader)
+            self.offsets.append(offs[has_image])
+            self.files.append(np.full(int(has_image.sum()), f, dtype=np.int32))
+            labels.append([row for row, keep in zip(lab, has_image) if keep])
+        self.offsets = np.concatenate(self.offsets)
+        self.files = np.concatenate(self.files)
+        self.labels = _stack_labels(labels)
+        self.skipped_no_image = n_empty
+        self.names = rec_paths
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def read(self, i):
+        """The encoded image bytes of sample i."""
+        _, payload = recordio.unpack(self.readers[self.files[i]].read_at(int(self.offsets[i])))
+        return payload
+
+    def where(self, i):
+        """Human-readable location of sample i (file and byte offset)."""
+        return f"{self.names[self.files[i]]} at byte {int(self.offsets[i])}"
+
+
+def _read_labels(reader, offsets):
+    """Labels of every record and whether it holds an image (insightface-style header records do not)."""
+    labels, has_image = [], np.ones(len(offsets), dtype=bool)
+    for k, off in enumerate(offsets):
+        header, payload = recordio.unpack(reader.read_at(int(off)))
+        labels.append(np.atleast_1d(np.asarray(header.label, dtype=np.float32)))
+        has_image[k] = len(payload) > 0
+    return labels, has_image
+
+
+def _stack_labels(chunks):
+    rows = [row for chunk in chunks for row in chunk]
+    if not rows:
+        return np.zeros((0,), np.float32)
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), np.float32)
+    for k, r in enumerate(rows):
+        out[k, : len(r)] = r
+    return out[:, 0] if width == 1 else out
+
+
+class FolderSource:
+    """Images in class subfolders (root/CLASS/*.jpg); labels are the sorted class names' positions."""
+
+    def __init__(self, root):
+        if not os.path.isdir(root):
+            raise UserError(f"data folder {root} not found")
+        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        self.paths, labels = [], []
+        for c, name in enumerate(self.classes):
+            for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+                for fn in sorted(files):
+                    if fn.lower().endswith(IMAGE_EXTS):
+                        self.paths.append(os.path.join(dirpath, fn))
+                        labels.append(c)
+        if not self.paths:
+            raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) in class subfolders of {root}")
+        self.labels = np.asarray(labels, np.float32)
+        self.skipped_no_image = 0
+
+    def __len__(self):
+        return len(self.paths)
+
+    def read(self, i):
+        """The encoded bytes of image i."""
+        with open(self.paths[i], "rb") as f:
+            return f.read()
+
+    def where(self, i):
+        """The path of image i."""
+        return self.paths[i]
+
+
+def open_source(path, idx=""):
+    """Open --data-train/--data-val: a folder of class subfolders, or one or several comma-separated .rec."""
+    if os.path.isdir(path):
+        return FolderSource(path)
+    recs = [p for p in path.split(",") if p]
+    idxs = [p for p in idx.split(",") if p] if idx else []
+    return RecSource(recs, idxs)
+
+
+# ---------------------------------------------------------------- iterators
+
+
+class ImageIter:
+    """Batches of (uint8 NHWC tensor, float32 label tensor) from a source, decoded by a pool of threads."""
+
+    def __init__(
+        self,
+        source,
+        batch_size,
+        data_shape,
+        geometry,
+        *,
+        shuffle,
+        seed=0,
+        part_index=0,
+        num_parts=1,
+        nthreads=4,
+        pin_memory=False,
+    ):
+        self.source, self.batch_size, self.data_shape, self.geometry = source, batch_size, data_shape, geometry
+        self.shuffle, self.seed, self.part_index, self.num_parts = shuffle, seed, part_index, num_parts
+        self.nthreads, self.pin_memory = max(1, nthreads), pin_memory
+        self.epoch, self.bad_images, self.bad_examples = 0, 0, []
+        self._lock = threading.Lock()
+
+    @property
+    def skipped_no_image(self):
+        """Records without an image (skipped when the source was opened)."""
+        return self.source.skipped_no_image
+
+    def set_epoch(self, epoch):
+        """Select the epoch: reshuffles the whole dataset and reseeds augmentation from seed + epoch."""
+        self.epoch = epoch
+
+    def batches(self):
+        """This worker's record indices for the current epoch, one array per batch."""
+        return epoch_batches(
+            len(self.source),
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            part_index=self.part_index,
+            num_parts=self.num_parts,
+        )
+
+    def __len__(self):
+        return len(self.batches())
+
+    def load_batch(self, b, indices):
+        """Decode and augment batch number b (record indices) into (uint8 NHWC, labels) tensors."""
+        rng = np.random.default_rng([self.seed, self.epoch, self.part_index, b])
+        c, h, w = self.data_shape
+        data = np.empty((len(indices), h, w, c), np.uint8)
+        keep = []
+        for i in indices:
+            img = self.geometry.decode(self.source.read(i))
+            if img is None:  # a 30-hour run never dies on one bad JPEG: skip it and count it
+                with self._lock:
+                    self.bad_images += 1
+                    if len(self.bad_examples) < 10:
+                        self.bad_examples.append(self.source.where(i))
+                continue
+            self.geometry.apply(img, rng, data[len(keep)])
+            keep.append(i)
+        data = torch.from_numpy(data[: len(keep)])
+        label = torch.from_numpy(self.source.labels[np.asarray(keep, dtype=np.int64)])
+        if self.pin_memory:
+            data, label = data.pin_memory(), label.pin_memory()
+        return data, label
+
+    def __iter__(self):
+        batches = self.batches()
+        with ThreadPoolExecutor(self.nthreads, thread_name_prefix="decode") as pool:
+            pending = queue.SimpleQueue()
+            ahead = self.nthreads + 1
+            for b in range(min(ahead, len(batches))):
+                pending.put(pool.submit(self.load_batch, b, batches[b]))
+            for b in range(len(batches)):
+                batch = pending.get().result()
+                if b + ahead < len(batches):
+                    pending.put(pool.submit(self.load_batch, b + ahead, batches[b + ahead]))
+                yield batch
+
+
+class ArrayIter(ImageIter):
+    """Batches from in-memory uint8 NHWC images and labels (MNIST), with the same epoch order as the rest."""
+
+    def __init__(self, images, labels, batch_size, *, shuffle, seed=0, part_index=0, num_parts=1):
+        super().__init__(
+            None,
+            batch_size,
+            (images.shape[3], images.shape[1], images.shape[2]),
+            None,
+            shuffle=shuffle,
+            seed=seed,
+            part_index=part_index,
+            num_parts=num_parts,
+        )
+        self.images, self.labels = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
+        self.num = len(images)
+
+    @property
+    def skipped_no_image(self):
+        """In-memory arrays have no header records."""
+        return 0
+
+    def batches(self):
+        """This worker's indices for the current epoch, one array per batch."""
+        return epoch_batches(
+            self.num,
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            part_index=self.part_index,
+            num_parts=self.num_parts,
+        )
+
+    def __iter__(self):
+        for idx in self.batches():
+            idx = torch.from_numpy(idx)
+            yield self.images[idx], self.labels[idx]
+
+
+class SyntheticIter:
+    """`--benchmark 1`: the same random uint8 batch every step, so the network alone is measured."""
+
+    def __init__(self, batch_size, data_shape, num_classes, num_batches, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        c, h, w = data_shape
+        self.data = torch.randint(0, 256, (batch_size, h, w, c), dtype=torch.uint8, generator=g)
+        self.label = torch.randint(0, num_classes, (batch_size,), generator=g).float()
+        self.num_batches, self.batch_size = num_batches, batch_size
+        self.bad_images = self.skipped_no_image = 0
+
+    def set_epoch(self, epoch):
+        """Synthetic data is the same every epoch."""
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        for _ in range(self.num_batches):
+            yield self.data, self.label
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _check_labels(source, num_classes):
+    """A class label outside [0, num_classes) is an error before training, naming the record."""
+    labels = source.labels
+    if num_classes is None or labels.ndim != 1 or not len(labels) or np.any(labels != np.round(labels)):
+        return
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise UserError(
+            f"label {labels[i]:g} of {source.where(i)} is outside [0, {num_classes}) "
+            f"({len(bad)} such records); fix the data or raise --num-classes"
+        )
+
+
+def _make_iter(args, path, idx, shape, train, rank, nworker, seed, backend):
+    source = open_source(path, idx)
+    _check_labels(source, getattr(args, "num_classes", None))
+    geometry = Geometry(args, shape, train)
+    common = dict(shuffle=train, seed=seed, part_index=rank, num_parts=nworker, nthreads=args.data_nthreads)
+    if backend == "dali" and train:
+        from common import dali
+
+        if dali.supports(geometry):
+            return dali.DaliIter(source, args.batch_size, shape, geometry, **common)
+    return ImageIter(source, args.batch_size, shape, geometry, pin_memory=torch.cuda.is_available(), **common)
+
+
+def choose_backend(name):
+    """Resolve --data-backend: auto picks DALI when it is installed, else the thread pool."""
+    if name == "python":
+        return "python"
+    if name in ("auto", "dali"):
+        from common import dali
+
+        if dali.available():
+            return "dali"
+        if name == "dali":
+            raise UserError(
+                "--data-backend dali: NVIDIA DALI is not installed (pip install nvidia-dali-cuda130), "
+                "or use --data-backend python"
+            )
+        return "python"
+    raise choice_error("--data-backend", name, ["auto", "dali", "python"])
+
+
+def get_rec_iter(args, kv=None):
+    """Return (train, val) iterators for the flags; each worker of a distributed job reads its own part."""
+    shape = parse_shape(args.image_shape)
+    rank, nworker = (kv.rank, kv.num_workers) if kv is not None else (0, 1)
+    seed = args.shuffle_seed if getattr(args, "shuffle_seed", None) is not None else getattr(args, "seed", 0) or 0
+    if args.benchmark:
+        per_worker = (args.num_examples or 50 * args.batch_size * nworker) // nworker
+        nbatch = max(1, per_worker // args.batch_size)
+        return SyntheticIter(args.batch_size, shape, args.num_classes or 1000, nbatch, seed), None
+    if not args.data_train:
+        raise UserError("no training data: pass --data-train FILE.rec (or a class folder), or --benchmark 1")
+    backend = choose_backend(getattr(args, "data_backend", "auto"))
+    train = _make_iter(args, args.data_train, args.data_train_idx, shape, True, rank, nworker, seed, backend)
+    val = None
+    if args.data_val:
+        val = _make_iter(args, args.data_val, args.data_val_idx, shape, False, rank, nworker, seed, "python")
+    return train, val
+
+
+def test_io(args, train, log=print):
+    """`--test-io 1`: run the input pipeline alone for one epoch and print MXNet's speed lines."""
+    tic = start = time.time()
+    seen = window = 0
+    for i, (data, _label) in enumerate(train):
+        seen += len(data)
+        window += len(data)
+        if (i + 1) % args.disp_batches == 0:
+            log(f"Batch [{i + 1}]\tSpeed: {window / (time.time() - tic):.2f} samples/sec")
+            tic, window = time.time(), 0
+    elapsed = time.time() - start
+    log(
+        f"test-io: {seen} samples in {elapsed:.1f}s ({seen / max(elapsed, 1e-9):.2f} samples/sec), "
+        f"{getattr(train, 'bad_images', 0)} undecodable, {getattr(train, 'skipped_no_image', 0)} without image"
+    )
+    return seen / max(elapsed, 1e-9)
