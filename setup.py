@@ -17,6 +17,7 @@ setup(
         "opencv-python-headless>=4.8",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "simplejpeg>=1.7,<2",
         "matplotlib>=3.7",
     ],
     extras_require={
