@@ -155,36 +155,22 @@ def read_index(idx_path, key_type=int):
         raise UserError(f"cannot read index file {idx_path}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise UserError(f"{idx_path} is not a text .idx file (key<TAB>offset per line); {_REBUILD}") from None
-    rows = [line.strip().split("\t") for line in lines]
-    rows = [row for row in rows if row != [""]]
-    try:  # fast path; on any failure the slow pass below finds the line to report
-        if any(len(row) != 2 for row in rows):
-            raise ValueError
-        keys = [key_type(row[0]) for row in rows]
-        offsets = np.fromiter((int(row[1]) for row in rows), dtype=np.int64, count=len(rows))
-        if offsets.size and offsets.min() < 0:
-            raise ValueError
-        return keys, offsets
-    except (ValueError, TypeError, OverflowError):
-        _raise_bad_line(idx_path, lines, key_type)
-
-
-def _raise_bad_line(idx_path, lines, key_type):
+    keys, offsets = [], []
     for number, line in enumerate(lines, 1):
-        row = line.strip().split("\t")
+        row = line.strip().split("\t")  # MXNet strips each line before splitting it
         if row == [""]:
             continue
         try:
-            if len(row) != 2:
+            key, offset = key_type(row[0]), int(row[1])
+            if len(row) != 2 or offset < 0:
                 raise ValueError
-            key_type(row[0])
-            if int(row[1]) < 0:
-                raise ValueError
-        except (ValueError, TypeError, OverflowError):
+        except (ValueError, TypeError, IndexError, OverflowError):
             raise UserError(
                 f"{idx_path}, line {number}: malformed entry {line[:60]!r}, expected 'key<TAB>byte offset'; {_REBUILD}"
             ) from None
-    raise AssertionError("read_index fast path failed but no line is malformed")
+        keys.append(key)
+        offsets.append(offset)
+    return keys, np.array(offsets, dtype=np.int64)
 
 
 def check_index(rec_path, offsets, idx_path):
@@ -311,12 +297,14 @@ class MXRecordIO:
 
     def reset(self):
         """Go back to the first record; a writer starts its file again from empty, as MXNet's does."""
-        if not self.writable:
+        if not self.is_open:  # MXNet's reset reopens a closed file
+            self.open()
+        elif not self.writable:
             self._pos = 0
-            return
-        for f, _, _ in self._temps:
-            f.seek(0)
-            f.truncate()
+        else:
+            for f, _, _ in self._temps:
+                f.seek(0)
+                f.truncate()
 
     def tell(self):
         """Return the byte offset of the next record to read or write."""

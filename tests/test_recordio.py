@@ -1,6 +1,7 @@
 """RecordIO: MXNet 1.9.1's exact bytes (golden files and the live peer), split records, bad input, the CLIs."""
 
 import json
+import multiprocessing
 import os
 import pickle
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -225,6 +227,9 @@ def test_mxrecordio_api(tmp_path):
     assert r.read_idx(3) == b"record_3" and r.read() == b"record_4" and r.read() is None
     r.reset()
     assert r.read() == b"record_0" and r.tell() == 16
+    r.close()
+    r.reset()  # as in MXNet, reset reopens a closed file
+    assert r.read() == b"record_0"
     clone = pickle.loads(pickle.dumps(r))
     assert clone.read_idx(1) == b"record_1" and clone.idx == r.idx
     with pytest.raises(UserError, match="valid values: r, w"):
@@ -253,6 +258,14 @@ def test_record_reader_pickles_path_only(fixtures):
     clone = pickle.loads(state)
     assert clone._mm is None and clone.size == reader.size
     assert clone.read_at(1588) == reader.read_at(1588) and clone.read_at(0) == first
+
+
+def test_record_reader_in_spawned_process(fixtures):
+    """A reader sent to a fresh process maps the file there and returns the same records."""
+    reader = RecordReader(fixtures / "img.rec")
+    _, offsets = read_index(fixtures / "img.idx")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(reader.read_at, offsets.tolist())) == [reader.read_at(o) for o in offsets]
 
 
 def test_interrupted_writers_leave_no_file(tmp_path):
