@@ -198,11 +198,11 @@ def check_index(rec_path, offsets, idx_path):
         reader.close()
 
 
-def _frame(buf):
+def _frame(buf, uri):
     """Return the chunks that encode one logical record, cut at aligned magic words exactly as dmlc-core does."""
     n = len(buf)
     if n > _LEN_MASK:
-        raise UserError(f"a record of {n} bytes is too large for RecordIO (at most {_LEN_MASK} bytes)")
+        raise UserError(f"{uri}: a record of {n} bytes is too large for RecordIO (at most {_LEN_MASK} bytes)")
     view, chunks, start = memoryview(buf), [], 0
     i = buf.find(_MAGIC_BYTES)
     while i >= 0:
@@ -316,7 +316,10 @@ class MXRecordIO:
             raise ValueError(f"{self.uri} is not open for writing")
         if not isinstance(buf, (bytes, bytearray)):
             buf = bytes(buf)
-        self._file.writelines(_frame(buf))
+        try:
+            self._file.writelines(_frame(buf, self.uri))
+        except OSError as err:  # a full disk, most often
+            raise UserError(f"cannot write {self.uri}: {err.strerror}") from None
 
     def read(self):
         """Return the next record as bytes, or None at the end of the file."""
