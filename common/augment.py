@@ -8,6 +8,7 @@ import math
 
 import cv2
 import numpy as np
+import simplejpeg
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +16,40 @@ import torch.nn.functional as F
 PCA_EIGVAL = (55.46, 4.794, 1.148)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 LUMA = (0.299, 0.587, 0.114)
+
+
+def jpeg_size(buf):
+    """(height, width) from a JPEG header without decoding, or None for anything else."""
+    if buf[:2] != b"\xff\xd8":
+        return None
+    try:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(buf)
+    except ValueError:
+        return None
+    return h, w
+
+
+def decode(buf, channels, min_size=None):
+    """Decode image bytes into (H, W, 3) RGB or (H, W) grey uint8; None if they do not decode.
+
+    JPEGs go through libjpeg-turbo directly (simplejpeg: same pixels as OpenCV, no BGR round trip), at a reduced
+    DCT scale when min_size (height, width) allows; CMYK JPEGs and other formats go through OpenCV.
+    """
+    if buf[:2] == b"\xff\xd8":
+        kw = (
+            {}
+            if min_size is None
+            else {"min_height": int(np.ceil(min_size[0])), "min_width": int(np.ceil(min_size[1]))}
+        )
+        try:
+            img = simplejpeg.decode_jpeg(buf, "RGB" if channels == 3 else "GRAY", **kw)
+            return img if channels == 3 else img[:, :, 0]
+        except ValueError:
+            pass
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
+    if img is None or not img.size:
+        return None
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if channels == 3 else img
 
 
 class Geometry:
@@ -36,25 +71,33 @@ class Geometry:
         if not train:
             self.ratio = (1.0, 1.0)
 
-    def decode(self, buf):
-        """Decode encoded bytes into HxWxC uint8 (BGR for colour, as OpenCV), or None if it does not decode."""
-        flag = cv2.IMREAD_COLOR if self.channels == 3 else cv2.IMREAD_GRAYSCALE
-        img = cv2.imdecode(np.frombuffer(buf, np.uint8), flag)
-        return img if img is not None and img.size else None
-
-    def apply(self, img, rng, out):
-        """Crop/resize/pad/mirror decoded `img` into `out` (H, W, C) RGB uint8."""
-        h, w = img.shape[:2]
-        if self.rrc:
-            y, x, ch, cw = self._rrc_window(h, w, rng)
+    def load(self, buf, rng, out):
+        """Decode `buf` and write its augmented (H, W, C) RGB uint8 into `out`; False if it does not decode."""
+        size = jpeg_size(buf) if self.rrc else None
+        if size:  # choose the window first, so a window much bigger than the output decodes at a reduced scale
+            y, x, ch, cw = self._rrc_window(*size, rng)
+            shrink = min(ch / self.height, cw / self.width)
+            img = decode(buf, self.channels, size if shrink < 2 else (size[0] / shrink, size[1] / shrink))
+            if img is None:
+                return False
+            fy, fx = img.shape[0] / size[0], img.shape[1] / size[1]
+            y, x, ch, cw = int(y * fy), int(x * fx), max(1, int(ch * fy)), max(1, int(cw * fx))
             img = cv2.resize(img[y : y + ch, x : x + cw], (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         else:
-            img = self._scale_pad_crop(img, rng)
+            img = decode(buf, self.channels)
+            if img is None:
+                return False
+            if self.rrc:
+                y, x, ch, cw = self._rrc_window(*img.shape[:2], rng)
+                img = cv2.resize(img[y : y + ch, x : x + cw], (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+            else:
+                img = self._scale_pad_crop(img, rng)
         if img.ndim == 2:
             img = img[:, :, None]
         if self.mirror and rng.random() < 0.5:
             img = img[:, ::-1]
-        out[...] = img[:, :, ::-1] if self.channels == 3 else img
+        out[...] = img
+        return True
 
     def _rrc_window(self, h, w, rng):
         """Inception-style window: area fraction and log-uniform aspect ratio, 10 tries, then the centre."""

@@ -332,14 +332,13 @@ class ImageIter:
         data = np.empty((len(indices), h, w, c), np.uint8)
         keep = []
         for i in indices:
-            img = self.geometry.decode(self.source.read(i))
-            if img is None:  # a 30-hour run never dies on one bad JPEG: skip it and count it
+            if not self.geometry.load(self.source.read(i), rng, data[len(keep)]):
+                # a 30-hour run never dies on one bad JPEG: skip it and count it
                 with self._lock:
                     self.bad_images += 1
                     if len(self.bad_examples) < 10:
                         self.bad_examples.append(self.source.where(i))
                 continue
-            self.geometry.apply(img, rng, data[len(keep)])
             keep.append(i)
         data = torch.from_numpy(data[: len(keep)])
         label = torch.from_numpy(self.source.labels[np.asarray(keep, dtype=np.int64)])
