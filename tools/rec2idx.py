@@ -1,7 +1,12 @@
 """Rebuild the `.idx` of a `.rec` file, as MXNet's `tools/rec2idx.py`: key = record number (0, 1, ...)."""
 
 import argparse
+import os
+import sys
 import time
+
+if __package__ in (None, ""):  # run as `python tools/rec2idx.py`: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.recordio import scan_offsets
 from common.util import atomic_write, main_guard

@@ -7,11 +7,15 @@ well, 2 with one line on stderr otherwise.
 
 import argparse
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+
+if __package__ in (None, ""):  # run as `python tools/verify_rec.py`: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.recordio import RecordReader, check_index, read_index, unpack_header
 from common.util import UserError, main_guard
