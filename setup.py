@@ -19,6 +19,7 @@ setup(
         "tqdm>=4.60",
         "simplejpeg>=1.7,<2",
         "matplotlib>=3.7",
+        "timm>=1.0,<2",
     ],
     extras_require={
         # DALI's CPU pipeline decodes only the crop window; used when installed, optional elsewhere.
