@@ -1,0 +1,229 @@
+"""Checkpoints by prefix and epoch, as MXNet names them, in formats that never unpickle code.
+
+  PREFIX-symbol.json   network name and arguments (enough to rebuild it) and the evaluation preprocessing
+  PREFIX-%04d.params   the model's parameters and buffers (safetensors), names without wrapper prefixes
+  PREFIX-%04d.states   optimizer, AMP scaler, EMA weights, RNG state, step and epoch: safetensors for the
+                       tensors plus one JSON document in its metadata for everything else
+  PREFIX-metrics.jsonl one line of metrics per epoch, and PREFIX-curve.png drawn from it
+Every file is written under a temporary name and renamed when complete, so a crash leaves the last good one.
+"""
+
+import glob
+import io
+import json
+import logging
+import os
+import re
+
+import torch
+from safetensors.torch import load, save
+
+from common.util import UserError, atomic_write
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+STATES_KEY = "states_json"
+
+
+def params_path(prefix, epoch):
+    """The parameters file of one epoch."""
+    return f"{prefix}-{epoch:04d}.params"
+
+
+def states_path(prefix, epoch):
+    """The training-state file of one epoch."""
+    return f"{prefix}-{epoch:04d}.states"
+
+
+def clean_name(name):
+    """A parameter name without the DDP / torch.compile / EMA wrapper prefixes."""
+    changed = True
+    while changed:
+        changed = False
+        for p in WRAPPER_PREFIXES:
+            if name.startswith(p):
+                name, changed = name[len(p) :], True
+    return name
+
+
+def saved_epochs(prefix):
+    """Epochs that have a complete checkpoint (both .params and .states), ascending."""
+    found = []
+    for path in glob.glob(glob.escape(prefix) + "-*.params"):
+        m = re.fullmatch(r"(\d{4,})\.params", path[len(prefix) + 1 :])
+        if m and os.path.isfile(states_path(prefix, int(m.group(1)))):
+            found.append(int(m.group(1)))
+    return sorted(found)
+
+
+def resolve_load_epoch(prefix, load_epoch):
+    """Turn --load-epoch (None, N or 'auto') into the epoch to resume from, or None to start afresh."""
+    if load_epoch is None or load_epoch == "":
+        return None
+    if not prefix:
+        raise UserError("--load-epoch needs --model-prefix, the prefix the checkpoints were saved under")
+    epochs = saved_epochs(prefix)
+    if str(load_epoch) == "auto":
+        if not epochs:
+            logging.info("--load-epoch auto: no complete checkpoint %s-NNNN.params/.states; starting afresh", prefix)
+            return None
+        return epochs[-1]
+    try:
+        epoch = int(load_epoch)
+    except ValueError:
+        raise UserError(f"--load-epoch {load_epoch!r} is neither an epoch number nor 'auto'") from None
+    if epoch not in epochs:
+        there = ", ".join(map(str, epochs)) or "none"
+        raise UserError(
+            f"no complete checkpoint {params_path(prefix, epoch)} (+ .states); epochs saved under {prefix}: {there}"
+        )
+    return epoch
+
+
+def write_symbol(prefix, network, arguments, preprocess, classes=None):
+    """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it."""
+    doc = {
+        "format": "mxtorch-imgcls/1",
+        "network": network,
+        "arguments": arguments,
+        "preprocess": preprocess,
+        "classes": list(classes) if classes is not None else None,
+    }
+    atomic_write(f"{prefix}-symbol.json", json.dumps(doc, indent=2) + "\n", mode="w")
+
+
+def read_symbol(prefix):
+    """Read PREFIX-symbol.json back into a dict."""
+    path = f"{prefix}-symbol.json"
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; pass the --model-prefix the model was trained with") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def model_tensors(model):
+    """The model's state dict on the CPU, names cleaned, each tensor its own storage (safetensors needs it)."""
+    return {clean_name(k): v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save_params(prefix, epoch, model):
+    """Write PREFIX-%04d.params (safetensors) atomically."""
+    atomic_write(params_path(prefix, epoch), save(model_tensors(model), metadata={"epoch": str(epoch)}))
+
+
+def load_params(path, model, network="the network"):
+    """Load a .params file into model; a missing, extra or misshapen parameter is a UserError naming it."""
+    try:
+        with open(path, "rb") as f:
+            tensors = {clean_name(k): v for k, v in load(f.read()).items()}
+    except FileNotFoundError:
+        raise UserError(f"{path} not found") from None
+    except Exception as err:  # safetensors raises its own error types for a corrupt header
+        raise UserError(f"{path} is not a safetensors parameter file ({err})") from None
+    own = {clean_name(k): v for k, v in model.state_dict().items()}
+    for name, value in own.items():
+        if name not in tensors:
+            raise UserError(f"{path} does not fit {network}: parameter {name!r} is missing from the file")
+        if tuple(tensors[name].shape) != tuple(value.shape):
+            raise UserError(
+                f"{path} does not fit {network}: parameter {name!r} has shape {tuple(tensors[name].shape)} "
+                f"in the file but {tuple(value.shape)} in the network"
+            )
+    extra = sorted(set(tensors) - set(own))
+    if extra:
+        raise UserError(f"{path} does not fit {network}: parameter {extra[0]!r} is not in the network")
+    with torch.no_grad():
+        for name, value in unwrap(model).state_dict().items():
+            value.copy_(tensors[clean_name(name)])
+
+
+def unwrap(model):
+    """The plain module under DDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _split(obj, key, tensors):
+    """Move every tensor of a nested dict/list into `tensors` (named by its path); return the JSON-able rest."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {
+            "__dict__": [
+                [_split(k, f"{key}.k{i}", tensors), _split(v, f"{key}.{i}", tensors)]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
+    if isinstance(obj, list | tuple):
+        return [_split(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _join(obj, tensors):
+    """Inverse of _split."""
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {_join(k, tensors): _join(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_join(v, tensors) for v in obj]
+    return obj
+
+
+def save_states(prefix, epoch, states):
+    """Write PREFIX-%04d.states: a nested dict of tensors and plain values, as safetensors + JSON metadata."""
+    tensors = {}
+    doc = _split(states, "s", tensors)
+    atomic_write(states_path(prefix, epoch), save(tensors, metadata={STATES_KEY: json.dumps(doc)}))
+
+
+def load_states(prefix, epoch):
+    """Read PREFIX-%04d.states back into the nested dict save_states wrote."""
+    path = states_path(prefix, epoch)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        tensors = load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
+        return _join(json.loads(meta[STATES_KEY]), tensors)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path} is not a readable training-state file ({err}); resume from another epoch") from None
+
+
+def append_metrics(prefix, record, begin_epoch):
+    """Add one epoch's metrics to PREFIX-metrics.jsonl (dropping lines from epochs a resume redoes); redraw."""
+    path = f"{prefix}-metrics.jsonl"
+    lines = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+    lines = [r for r in lines if r["epoch"] < begin_epoch and r["epoch"] != record["epoch"]] + [record]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in lines), mode="w")
+    plot_curves(f"{prefix}-curve.png", lines)
+
+
+def plot_curves(path, records):
+    """Draw accuracy (and loss where logged) against epoch into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [r["epoch"] + 1 for r in records]
+    keys = sorted({k for r in records for k in r if k.startswith(("train-", "validation-"))})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        ax.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("metric")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,480 @@
+"""Training: MXNet's fit flags and one loop that reads top to bottom.
+
+  batch (uint8 NHWC, CPU) -> device (non-blocking) -> DeviceTransform: float, jitter, normalise, NCHW
+  -> forward under autocast -> softmax cross-entropy -> backward (DDP all-reduce when distributed)
+  -> optimizer step every macro-batch -> learning rate for the next step -> metrics, summed on the device
+Metrics are read back to the host only every --disp-batches batches, so a step never waits on the host.
+Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_train.py for suite vs MXNet 1.9.1.
+"""
+
+import logging
+import math
+import os
+import re
+import sys
+import time
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import checkpoint, data
+from common.augment import DeviceTransform
+from common.util import UserError, choice_error
+
+OPTIMIZERS = ("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb")
+INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", "one", "zero")
+LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
+DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WARMUPS = ("linear", "power2", "sqrt")
+KV_LOCAL = ("local", "device")
+KV_DIST = ("dist_sync", "dist_device_sync", "dist_async", "dist_sync_device", "nccl", "horovod")
+
+
+def add_fit_args(parser):
+    """Add MXNet's training flags (the `Training` group) and the suite's own."""
+    t = parser.add_argument_group("Training", "model training")
+    t.add_argument("--network", type=str, help="the neural network to use")
+    t.add_argument("--num-layers", type=int, help="number of layers in the neural network, required by resnet etc.")
+    t.add_argument("--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5. empty means using cpu")
+    t.add_argument("--kv-store", type=str, default="device", help="key-value store type")
+    t.add_argument("--num-epochs", type=int, default=100, help="max num of epochs")
+    t.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    t.add_argument("--lr-factor", type=float, default=0.1, help="the ratio to reduce lr on each step")
+    t.add_argument("--lr-step-epochs", type=str, help="the epochs to reduce the lr, e.g. 30,60; or pow2 for poly")
+    t.add_argument("--initializer", type=str, default="default", help="the initializer type")
+    t.add_argument("--optimizer", type=str, default="sgd", help="the optimizer type: " + ", ".join(OPTIMIZERS))
+    t.add_argument("--mom", type=float, default=0.9, help="momentum for sgd")
+    t.add_argument("--wd", type=float, default=0.0001, help="weight decay for sgd")
+    t.add_argument("--batch-size", type=int, default=128, help="the batch size")
+    t.add_argument("--disp-batches", type=int, default=20, help="show progress for every n batches")
+    t.add_argument("--model-prefix", type=str, help="model prefix")
+    t.add_argument("--save-period", type=int, default=1, help="params saving period")
+    t.add_argument("--monitor", type=int, default=0, help="log network parameters every N iters if larger than 0")
+    t.add_argument("--load-epoch", type=str, help="load the model on an epoch using the model-prefix; or auto")
+    t.add_argument("--top-k", type=int, default=0, help="report the top-k accuracy. 0 means no report.")
+    t.add_argument("--loss", type=str, default="", help="also report loss metrics: ce (cross-entropy), nll_loss")
+    t.add_argument("--test-io", type=int, default=0, help="1 means test reading speed without training")
+    t.add_argument("--dtype", type=str, default="float32", help="precision: float32, float16 or bfloat16 (AMP)")
+    t.add_argument("--macrobatch-size", type=int, default=0, help="distributed effective batch size")
+    t.add_argument("--warmup-epochs", type=int, default=5, help="epochs to ramp the lr up to the macro-batch scale")
+    t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: linear, power2 or sqrt")
+    t.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
+    t.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the training loss")
+    t.add_argument("--cosine", type=int, default=0, help="1: cosine learning-rate decay to 0 over --num-epochs")
+    t.add_argument("--ema", type=float, default=0.0, help="decay of an exponential moving average of the weights")
+    t.add_argument("--compile", type=int, default=0, help="1: torch.compile the network")
+    t.add_argument("--channels-last", type=int, default=1, help="1: NHWC memory format for conv networks")
+    t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
+    return t
+
+
+def get_network(args):
+    """Build --network with the other flags as keyword arguments (each family ignores those it does not use)."""
+    import symbols
+
+    if not args.network:
+        raise UserError("no --network given; valid values: " + ", ".join(symbols.list_networks()))
+    return symbols.get_symbol(args.network, **{k: v for k, v in vars(args).items() if k != "network"})
+
+
+def get_device(gpus):
+    """--gpus '' or unset is the CPU; '0' the first CUDA GPU (one per process)."""
+    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
+    if len(ids) > 1:
+        raise UserError(f"--gpus {gpus}: one process drives one GPU; several GPUs come with distributed training")
+    if int(ids[0]) >= torch.cuda.device_count():
+        raise UserError(
+            f"--gpus {gpus}: there are {torch.cuda.device_count()} GPUs (0..{torch.cuda.device_count() - 1})"
+        )
+    return torch.device("cuda", int(ids[0]))
+
+
+def get_kv(kv_store):
+    """The worker's rank and count: from torch.distributed when initialised, else one local process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return types.SimpleNamespace(rank=torch.distributed.get_rank(), num_workers=torch.distributed.get_world_size())
+    if kv_store in KV_LOCAL:
+        return types.SimpleNamespace(rank=0, num_workers=1)
+    if kv_store in KV_DIST:
+        raise UserError(f"--kv-store {kv_store} comes with distributed training; use local or device for now")
+    raise choice_error("--kv-store", kv_store, KV_LOCAL + KV_DIST)
+
+
+def init_weights(model, name, network):
+    """MXNet's initializers on every conv / linear weight; biases zero (MXNet's name rules)."""
+    if name not in INITIALIZERS:
+        raise choice_error("--initializer", name, INITIALIZERS)
+    if name == "default":  # Xavier(gaussian, in, 2) is He-normal; MXNet's example special-cases two networks
+        name = "normal" if network == "alexnet" else "xavier" if "vgg" in (network or "") else "he"
+    inits = {
+        "he": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+        "xavier": lambda w: nn.init.xavier_uniform_(w),  # Xavier(uniform, avg, 3)
+        "msra": lambda w: nn.init.kaiming_normal_(w, a=0.25, mode="fan_in", nonlinearity="leaky_relu"),
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=1.414),
+        "normal": lambda w: nn.init.normal_(w, 0.0, 0.01),
+        "uniform": lambda w: nn.init.uniform_(w, -0.07, 0.07),
+        "one": nn.init.ones_,
+        "zero": nn.init.zeros_,
+    }
+    init = inits[name]
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear) and m.weight.dim() >= 2:
+            init(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def make_optimizer(args, model):
+    """torch.optim (timm for LARS and LAMB); weight decay on weights and BN gammas only, as MXNet's wd_mult."""
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("weight") and p.requires_grad]
+    groups = [{"params": decay, "weight_decay": args.wd}, {"params": rest, "weight_decay": 0.0}]
+    name, lr, mom = args.optimizer.lower(), args.lr, args.mom
+    if name in ("sgd", "nag"):
+        return torch.optim.SGD(groups, lr=lr, momentum=mom, nesterov=name == "nag" and mom > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":  # MXNet's gamma1 = 0.9, epsilon = 1e-8
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-8)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, eps=1e-7)
+    if name in ("lars", "lamb"):
+        from timm.optim import Lamb, Lars
+
+        return Lars(groups, lr=lr, momentum=mom) if name == "lars" else Lamb(groups, lr=lr)
+    raise choice_error("--optimizer", args.optimizer, OPTIMIZERS)
+
+
+def lr_schedule(args, steps_per_epoch, accum):
+    """The per-step learning-rate multiplier (MXNet's multi-factor / poly, or cosine; large-batch warm-up)."""
+    total = max(1, args.num_epochs * steps_per_epoch)
+    text = (args.lr_step_epochs or "").strip()
+    if "pow" in text:
+        try:
+            power = float(re.sub("pow[- ]*", "", text))
+        except ValueError:
+            raise UserError(f"--lr-step-epochs {text!r}: the poly form is pow<power>, e.g. pow2") from None
+        base = lambda s: (1 - min(s, total) / total) ** power  # noqa: E731
+    elif args.cosine:
+        base = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
+    elif text and args.lr_factor < 1:
+        try:
+            bounds = [int(e) * steps_per_epoch for e in text.split(",") if e.strip()]
+        except ValueError:
+            raise UserError(f"--lr-step-epochs {text!r} is not a comma-separated list of epochs, e.g. 30,60") from None
+        base = lambda s: args.lr_factor ** sum(s >= b for b in bounds)  # noqa: E731
+    else:
+        base = lambda s: 1.0  # noqa: E731
+    if args.warmup_strategy not in WARMUPS:
+        raise choice_error("--warmup-strategy", args.warmup_strategy, WARMUPS)
+    ramp = {"linear": lambda f: f, "power2": lambda f: f * f, "sqrt": math.sqrt}[args.warmup_strategy]
+    nwarm = args.warmup_epochs * steps_per_epoch if accum > 1 else 0  # MXNet's lbsgd: 1x -> batch_scale
+    warm = lambda s: accum if s >= nwarm else 1 + (accum - 1) * ramp(s / nwarm)  # noqa: E731
+    return lambda s: base(s) * warm(s)
+
+
+class Meter:
+    """Metric sums kept on the device: [samples, loss, correct, top-k correct, cross-entropy]."""
+
+    def __init__(self, device, top_k, ce):
+        self.device, self.top_k, self.ce = device, top_k, ce
+        self.sums = torch.zeros(5, dtype=torch.float64, device=device)
+
+    def update(self, logits, label, loss):
+        """Add one batch (no host sync)."""
+        logits = logits.detach().float()
+        n = torch.tensor(float(len(label)), device=self.device)
+        zero = torch.zeros((), device=self.device)
+        right = (logits.argmax(1) == label).sum()
+        topk = (logits.topk(self.top_k, 1).indices == label[:, None]).any(1).sum() if self.top_k else zero
+        ce = F.cross_entropy(logits, label, reduction="sum") if self.ce else zero
+        self.sums += torch.stack([n, loss.detach().float() * n, right.float(), topk.float(), ce])
+
+    def read(self, loss_names):
+        """Host values {name: value} (syncs), as MXNet names them."""
+        n, loss, right, topk, ce = self.sums.tolist()
+        n = max(n, 1.0)
+        out = {"accuracy": right / n}
+        if self.top_k:
+            out[f"top_k_accuracy_{self.top_k}"] = topk / n
+        for name in loss_names:
+            out[name] = ce / n
+        out["_loss"] = loss / n
+        return out
+
+
+def _fmt(values):
+    return "".join(f"\t{k}={v:f}" for k, v in values.items() if not k.startswith("_"))
+
+
+def train_one_epoch(ctx, epoch, train):
+    """One pass over the training data; returns the epoch's metrics (host values)."""
+    a, model, opt = ctx.args, ctx.model, ctx.opt
+    model.train()
+    epoch_meter, window = Meter(ctx.device, a.top_k, bool(ctx.loss_names)), Meter(ctx.device, a.top_k, False)
+    tic, seen, nbatch = time.time(), 0, len(train)
+    batches = ctx.progress(train, nbatch, epoch)
+    for i, (x, y) in enumerate(batches):
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        y = (y[:, 0] if y.dim() == 2 else y).long()  # multi-label records train on their first label
+        x = ctx.train_tf(x)  # (N, C, H, W) float, normalised
+        net = ctx.compiled if len(x) == a.batch_size else model  # a short last batch never recompiles
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            logits = net(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=a.label_smoothing)
+        ctx.scaler.scale(loss / ctx.accum).backward()
+        if (i + 1) % ctx.accum == 0 or i + 1 == nbatch:
+            ctx.scaler.step(opt)
+            ctx.scaler.update()
+            opt.zero_grad(set_to_none=True)
+            ctx.step += 1
+            for g in opt.param_groups:  # the rate for the next step
+                g["lr"] = a.lr * ctx.lr_mult(ctx.step)
+            if ctx.ema is not None:
+                ctx.ema.update_parameters(model)
+        epoch_meter.update(logits, y, loss)
+        window.update(logits, y, loss)
+        seen += len(x)
+        if (i + 1) % a.disp_batches == 0:
+            vals = window.read([])
+            ctx.check_finite(vals["_loss"], epoch, f"batches {i + 1 - a.disp_batches}-{i + 1}")
+            speed = seen / max(time.time() - tic, 1e-9)
+            ctx.log(
+                f"Epoch[{epoch}] Batch [{i + 1 - a.disp_batches}-{i + 1}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}"
+            )
+            ctx.board("batch", {"speed": speed, **vals}, epoch * nbatch + i + 1)
+            window, tic, seen = Meter(ctx.device, a.top_k, False), time.time(), 0
+        if a.monitor and (i + 1) % a.monitor == 0:
+            for name, p in checkpoint.unwrap(model).named_parameters():
+                ctx.log(f"Batch: {i + 1:7d} {name:40s} weight-norm={p.norm().item():f}")
+    return epoch_meter.read(ctx.loss_names)
+
+
+@torch.no_grad()
+def evaluate(ctx, model, val):
+    """Metrics of model on the validation data (eval mode, autocast as in training)."""
+    model.eval()
+    meter = Meter(ctx.device, ctx.args.top_k, bool(ctx.loss_names))
+    for x, y in val:
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        y = (y[:, 0] if y.dim() == 2 else y).long()
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            logits = model(ctx.val_tf(x))
+        meter.update(logits, y, F.cross_entropy(logits.float(), y))
+    return meter.read(ctx.loss_names)
+
+
+def fit(args, network, data_loader):
+    """Train `network` (an nn.Module) on data_loader(args, kv) -> (train, val); checkpoints by --model-prefix."""
+    kv = get_kv(args.kv_store)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s Node[{kv.rank}] %(message)s")
+    logging.info("start with arguments %s", args)
+    device = get_device(args.gpus)
+    begin = checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch)
+    torch.manual_seed(args.seed)
+    train, val = data_loader(args, kv)
+    if args.test_io:
+        data.test_io(args, train, log=logging.info)
+        return None
+    ctx = _setup(args, kv, device, network, train)
+    if begin:
+        _resume(ctx, begin)
+    for g in ctx.opt.param_groups:
+        g["lr"] = args.lr * ctx.lr_mult(ctx.step)
+    ctx.log(
+        f"Total batch size {args.batch_size * kv.num_workers * ctx.accum} ({args.batch_size} per batch x "
+        f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
+    )
+    if args.model_prefix and kv.rank == 0:
+        _write_symbol(args, train)
+    for epoch in range(begin or 0, args.num_epochs):
+        tic = time.time()
+        train.set_epoch(epoch)
+        ctx.train_tf.set_epoch(epoch)
+        metrics = train_one_epoch(ctx, epoch, train)
+        ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
+        record = {"epoch": epoch, "lr": ctx.opt.param_groups[0]["lr"]}
+        for k, v in metrics.items():
+            if not k.startswith("_"):
+                ctx.log(f"Epoch[{epoch}] Train-{k}={v:f}")
+                record[f"train-{k}"] = v
+        ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
+        if val is not None:
+            for k, v in evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val).items():
+                if not k.startswith("_"):
+                    ctx.log(f"Epoch[{epoch}] Validation-{k}={v:f}")
+                    record[f"validation-{k}"] = v
+        record["time"] = time.time() - tic
+        ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
+        if args.model_prefix and kv.rank == 0:
+            if (epoch + 1) % args.save_period == 0:
+                _save(ctx, epoch + 1)
+            checkpoint.append_metrics(args.model_prefix, record, begin or 0)
+    return checkpoint.unwrap(ctx.model)
+
+
+def _setup(args, kv, device, network, train):
+    """Model on the device, optimizer, AMP scaler, EMA, transforms and schedule, gathered in one namespace."""
+    if args.dtype not in DTYPES:
+        raise choice_error("--dtype", args.dtype, DTYPES)
+    loss_names = []
+    for name in (n.strip() for n in (args.loss or "").split(",") if n.strip()):
+        if name not in LOSSES:
+            raise choice_error("--loss", name, LOSSES)
+        loss_names.append(LOSSES[name])
+    shape = data.parse_shape(args.image_shape)
+    conv = any(isinstance(m, nn.Conv2d) for m in network.modules())
+    channels_last = bool(args.channels_last) and conv
+    init_weights(network, args.initializer, args.network)
+    raw = network.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = raw
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+    batch_total = args.batch_size * kv.num_workers
+    accum = math.ceil(args.macrobatch_size / batch_total) if args.macrobatch_size > batch_total else 1
+    steps_per_epoch = math.ceil(len(train) / accum)
+    ema = None
+    if args.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    log = logging.info if kv.rank == 0 else logging.debug
+    return types.SimpleNamespace(
+        args=args,
+        kv=kv,
+        device=device,
+        raw=raw,
+        model=model,
+        compiled=torch.compile(model) if args.compile else model,
+        opt=make_optimizer(args, raw),
+        scaler=torch.amp.GradScaler(device.type, enabled=args.dtype == "float16"),
+        amp_dtype=DTYPES[args.dtype],
+        ema=ema,
+        accum=accum,
+        step=0,
+        lr_mult=lr_schedule(args, steps_per_epoch, accum),
+        schedule=_schedule_text(args, steps_per_epoch, accum),
+        loss_names=loss_names,
+        train_tf=DeviceTransform(args, shape, True, device, channels_last=channels_last, seed=args.seed),
+        val_tf=DeviceTransform(args, shape, False, device, channels_last=channels_last, seed=args.seed),
+        log=log,
+        progress=_progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
+        board=_board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,
+        check_finite=lambda v, e, where: _check_finite(args.model_prefix, v, e, where),
+    )
+
+
+def _schedule_text(args, steps_per_epoch, accum):
+    """What the learning rate depends on, compared on resume to announce a change."""
+    return {
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "lr_factor": args.lr_factor,
+        "lr_step_epochs": args.lr_step_epochs,
+        "cosine": args.cosine,
+        "num_epochs": args.num_epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "accumulation": accum,
+        "warmup_epochs": args.warmup_epochs if accum > 1 else 0,
+        "wd": args.wd,
+        "mom": args.mom,
+    }
+
+
+def _save(ctx, epoch):
+    """Write PREFIX-%04d.params and .states for `epoch` epochs done."""
+    prefix, cuda = ctx.args.model_prefix, ctx.device.type == "cuda"
+    checkpoint.save_params(prefix, epoch, ctx.raw)
+    states = {
+        "epoch": epoch,
+        "step": ctx.step,
+        "optimizer": ctx.opt.state_dict(),
+        "scaler": ctx.scaler.state_dict(),
+        "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
+        "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(ctx.device) if cuda else None},
+        "schedule": ctx.schedule,
+    }
+    checkpoint.save_states(prefix, epoch, states)
+    ctx.log(f'Saved checkpoint to "{checkpoint.params_path(prefix, epoch)}"')
+
+
+def _resume(ctx, epoch):
+    """Load the weights and training state of `epoch`; announce what the new flags change."""
+    args, prefix = ctx.args, ctx.args.model_prefix
+    checkpoint.load_params(checkpoint.params_path(prefix, epoch), ctx.raw, args.network)
+    states = checkpoint.load_states(prefix, epoch)
+    ctx.opt.load_state_dict(states["optimizer"])
+    for g, wd in zip(ctx.opt.param_groups, (args.wd, 0.0)):  # the flags of this run, not of the saved one
+        g["weight_decay"] = wd
+        if "momentum" in g:
+            g["momentum"] = args.mom
+    if states["scaler"]:
+        ctx.scaler.load_state_dict(states["scaler"])
+    if ctx.ema is not None and states["ema"] is not None:
+        ctx.ema.load_state_dict(states["ema"])
+    torch.set_rng_state(states["rng"]["cpu"])
+    if ctx.device.type == "cuda" and states["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(states["rng"]["cuda"], ctx.device)
+    ctx.step = states["step"]
+    ctx.log(f"Loaded model {checkpoint.params_path(prefix, epoch)}: resuming at epoch {epoch}, step {ctx.step}")
+    old = states.get("schedule") or {}
+    changed = [f"{k} {old.get(k)} -> {v}" for k, v in ctx.schedule.items() if old.get(k) != v]
+    if changed:
+        ctx.log("Schedule changed on resume: " + ", ".join(changed))
+
+
+def _write_symbol(args, train):
+    """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
+    folder = os.path.dirname(args.model_prefix)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    arguments = {"num_classes": args.num_classes, "num_layers": args.num_layers, "image_shape": args.image_shape}
+    preprocess = {
+        "image_shape": list(data.parse_shape(args.image_shape)),
+        "rgb_mean": data.parse_floats(args.rgb_mean, "rgb-mean"),
+        "rgb_std": data.parse_floats(args.rgb_std, "rgb-std"),
+        "channel_order": "RGB",
+        "layout": "NCHW",
+        "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
+    }
+    classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
+    checkpoint.write_symbol(args.model_prefix, args.network, arguments, preprocess, classes)
+
+
+def _check_finite(prefix, value, epoch, where):
+    """Stop on a NaN/inf loss before anything is written, naming the last good checkpoint."""
+    if math.isfinite(value):
+        return
+    saved = checkpoint.saved_epochs(prefix) if prefix else []
+    last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
+    raise UserError(f"loss is {value} in epoch {epoch} ({where}); training stopped{last}; lower --lr or check the data")
+
+
+def _progress(iterable, total, epoch):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=f"Epoch[{epoch}]", leave=False, dynamic_ncols=True)
+
+
+def _board(folder):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+    writer = SummaryWriter(folder)
+
+    def board(group, values, step):
+        for k, v in values.items():
+            if isinstance(v, int | float):
+                writer.add_scalar(f"{group}/{k}", v, step)
+        writer.flush()
+
+    return board

@@ -1,0 +1,74 @@
+"""Train MNIST (mlp or lenet) with MXNet's example interface; offline it trains on the bundled sample."""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import data, fit  # noqa: E402
+from common.util import UserError, main_guard  # noqa: E402
+from data import mnist  # noqa: E402
+
+# Defaults when only the bundled 4,000-digit sample is at hand: more passes over the smaller set.
+SAMPLE_DEFAULTS = {"num_epochs": 20, "num_examples": 4000}
+
+
+def parse_args(argv=None):
+    """MXNet's train_mnist flags and defaults, plus the data flags the loop reads."""
+    parser = argparse.ArgumentParser(description="train mnist", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-dir", type=str, default="data/mnist", help="where the MNIST idx files are kept")
+    parser.add_argument("--mnist-mirror", type=str, help="base URL of the idx files (default: the public mirrors)")
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    parser.set_defaults(
+        network="mlp",
+        gpus=None,
+        batch_size=64,
+        disp_batches=100,
+        num_epochs=20,
+        lr=0.05,
+        lr_step_epochs="10",
+        num_classes=10,
+        num_examples=60000,
+        image_shape="1,28,28",
+        rgb_mean="0,0,0",
+        rgb_std="255,255,255",  # pixels to [0, 1], as MXNet's to4d
+    )
+    return parser, parser.parse_args(argv)
+
+
+def mnist_loader(arrays):
+    """A data_loader for fit(): in-memory iterators, this worker's part of the training set."""
+    train_x, train_y, val_x, val_y = arrays
+
+    def loader(args, kv):
+        if args.benchmark:
+            return data.get_rec_iter(args, kv)
+        common = dict(seed=args.seed, part_index=kv.rank, num_parts=kv.num_workers)
+        train = data.ArrayIter(train_x, train_y, args.batch_size, shuffle=True, **common)
+        return train, data.ArrayIter(val_x, val_y, args.batch_size, shuffle=False, **common)
+
+    return loader
+
+
+@main_guard
+def main(argv=None):
+    """Load or download MNIST, build the network, train."""
+    parser, args = parse_args(argv)
+    arrays = None
+    if not args.benchmark:
+        *arrays, kind = mnist.load(args.data_dir, args.mnist_mirror)
+        if kind == "sample":  # flags the user left at their defaults take the sample's
+            given = parser.parse_args([], namespace=argparse.Namespace())
+            for key, value in SAMPLE_DEFAULTS.items():
+                if getattr(args, key) == getattr(given, key):
+                    setattr(args, key, value)
+        labels = arrays[1]
+        if labels.max() >= args.num_classes:
+            raise UserError(f"MNIST label {labels.max():g} is outside [0, {args.num_classes}); raise --num-classes")
+    fit.fit(args, fit.get_network(args), mnist_loader(arrays))
+
+
+if __name__ == "__main__":
+    main()
