@@ -174,6 +174,7 @@ GOLDEN = [
 
 
 def golden_model(fixtures, prefix, network, kwargs, image_shape, num_classes):
+    """The network of a golden checkpoint and the arrays MXNet saved for it."""
     model = symbols.get_symbol(network, num_classes=num_classes, image_shape=image_shape, **kwargs)
     return model, read_params(fixtures / f"{prefix}-0003.params")
 
