@@ -4,7 +4,9 @@
 Builds a folder of ImageNet-like photos (about 500x375 JPEG, quality 90) from scikit-image's bundled pictures,
 makes the .lst with each tool's --list, then times each tool's pack step (best of --repeat runs, alternating).
 Each command's start-up (interpreter and imports, measured separately as the best of three) is subtracted, so
-the figure is the steady packing rate: images / (pack wall time - start-up time).
+the figure is the steady packing rate: images / (pack wall time - start-up time). The CPU time per image (all
+processes of the command, start-up subtracted) is printed too: it moves much less than wall time when other
+work shares the cores.
 
     python benchmarks/bench_im2rec.py [--images 400] [--num-thread 2] [--resize 256] [--quality 95]
 
@@ -13,6 +15,7 @@ Measured on a shared 2-core machine (see the project's report for the figures an
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,13 +63,19 @@ def peer_command():
     return [python, script] if out.returncode == 0 and os.path.exists(script) else None
 
 
+def children_cpu():
+    """User + system CPU seconds of all waited-for child processes (their own children included) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd, cwd=None):
-    """Run cmd (output discarded, failure raised) and return its wall time in seconds."""
-    start = time.perf_counter()
+    """Run cmd (output discarded, failure raised) and return (wall seconds, CPU seconds of its processes)."""
+    cpu, start = children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 class Tool:
@@ -76,8 +85,9 @@ class Tool:
         self.name, self.cmd, self.work = name, cmd, work
         self.prefix = os.path.join(work, "photos")
         os.makedirs(work)
-        self.startup = min(timed([cmd[0], "-c", import_line], cwd=REPO) for _ in range(3))
-        self.best = float("inf")
+        runs = [timed([cmd[0], "-c", import_line], cwd=REPO) for _ in range(3)]
+        self.startup, self.startup_cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        self.best = self.best_cpu = float("inf")
 
     def make_list(self, root):
         """Write the .lst with the tool's own --list."""
@@ -88,13 +98,18 @@ class Tool:
         for ext in (".rec", ".idx"):
             if os.path.exists(self.prefix + ext):
                 os.unlink(self.prefix + ext)
-        self.best = min(self.best, timed([*self.cmd, *flags, self.prefix, root], cwd=REPO))
+        wall, cpu = timed([*self.cmd, *flags, self.prefix, root], cwd=REPO)
+        self.best, self.best_cpu = min(self.best, wall), min(self.best_cpu, cpu)
         if not os.path.exists(self.prefix + ".rec"):
             raise RuntimeError(f"{self.name} wrote no {self.prefix}.rec")
 
     def rate(self, count):
         """Images per second of the best run, start-up subtracted."""
         return count / max(self.best - self.startup, 1e-6)
+
+    def cpu_ms(self, count):
+        """CPU milliseconds per image of the least costly run, start-up subtracted."""
+        return 1000 * (self.best_cpu - self.startup_cpu) / count
 
 
 def main():
@@ -123,11 +138,15 @@ def main():
         print(f"{args.images} photos ~500x375, flags: {' '.join(flags)}, {os.cpu_count()} CPUs")
         for tool in tools:
             print(
-                f"{tool.name:6s} {tool.rate(args.images):8.1f} images/s  "
+                f"{tool.name:6s} {tool.rate(args.images):8.1f} images/s  {tool.cpu_ms(args.images):6.2f} CPU ms/image  "
                 f"(best pack {tool.best:.2f} s, start-up {tool.startup:.2f} s subtracted)"
             )
         if peer:
-            print(f"ratio suite/mxnet: {tools[0].rate(args.images) / tools[1].rate(args.images):.2f}x")
+            suite, mxnet = tools
+            print(
+                f"ratio suite/mxnet: {suite.rate(args.images) / mxnet.rate(args.images):.2f}x images/s, "
+                f"{mxnet.cpu_ms(args.images) / suite.cpu_ms(args.images):.2f}x less CPU per image"
+            )
         else:
             print("MXNet peer not found (build it with ../shared/peers/mxnet-venv.sh or set MXNET_PEER); suite only")
     finally:

@@ -76,7 +76,7 @@ def jpeg_size(data):
     if not data.startswith(JPEG_MAGIC):
         return None
     try:
-        h, w, _, colorspace = simplejpeg.decode_jpeg_header(data)
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
     return None if colorspace in ("CMYK", "YCCK") else (h, w)
