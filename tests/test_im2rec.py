@@ -303,3 +303,11 @@ def test_interrupted_run_leaves_no_rec(fixtures, tmp_path, monkeypatch):
         im2rec.main(["--num-thread", "2", str(tmp_path / "tiny"), str(fixtures / "im2rec_src")])
     assert exit_.value.code == 130
     assert sorted(os.listdir(tmp_path)) == ["tiny.lst"]
+
+
+def test_missing_image_file_is_skipped_and_listed(cli, fixtures, tmp_path):
+    (tmp_path / "m.lst").write_text("0\t0.0\tcat/cat0.jpg\n1\t1.0\tcat/gone.jpg\n")
+    proc = cli(IM2REC, tmp_path / "m", fixtures / "im2rec_src", check=0)
+    assert "wrote 1 records" in proc.stderr and "skipped 1" in proc.stderr
+    assert (tmp_path / "m_failed.lst").read_text().startswith("cat/gone.jpg\tcannot read")
+    assert [h.id for h, _ in read_rec(tmp_path / "m")] == [0]
