@@ -1,0 +1,605 @@
+"""Start a distributed job on several hosts: MXNet's tools/launch.py command line on torch.distributed.
+
+    launch.py -n 2 -H hosts [--launcher ssh|local|mpi|slurm] [--sync-dst-dir DIR] [--env NAME[:VALUE]]
+              [--ssh-port P] [--ssh-identity-file F] [--interface IF] [--port P] COMMAND ...
+
+What -n counts: with ssh, mpi and slurm it is the number of worker hosts, taken from the top of the hosts
+file (MXNet's -n counted workers, and an MXNet worker was one process per host driving all its devices).
+Each host then runs one process per slot: `slots=N` on its line, by default one per CUDA device there, or 1.
+With --launcher local, -n is the number of worker processes on this machine.
+
+Workers get torch.distributed's standard environment (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, GROUP_RANK) so `common.dist.init_from_env()` or `init_process_group("env://")` joins the
+group; rank 0 hosts the rendezvous store (a torch TCPStore) on the first host.
+
+Why not torchrun on each host: torchrun starts every worker in its own session, so its workers outlive a
+dropped ssh connection or a killed agent. Here a small guard (node_guard below, sent with the ssh command)
+owns each host's workers: it prefixes their lines with the rank, stops them all when one fails, and kills
+them when its stdin closes (launcher gone or connection lost), so no process is left behind on any host.
+"""
+
+import argparse
+import concurrent.futures
+import importlib.metadata
+import inspect
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+if __package__ in (None, ""):  # run as `python tools/launch.py`: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.util import UserError, choice_error, main_guard  # noqa: E402
+
+LAUNCHERS = ("ssh", "local", "mpi", "slurm")
+PROBE_TIMEOUT_S = 9  # an unreachable host or refused login is named within 10 s
+SETTLE_S = 1.0  # after a first failure, collect the others for this long before naming the culprit
+
+
+@dataclass
+class Host:
+    """One line of the hosts file."""
+
+    name: str
+    user: str | None
+    port: int | None
+    slots: int | None
+    line: int
+
+    @property
+    def target(self):
+        """The ssh destination, user@name or name."""
+        return f"{self.user}@{self.name}" if self.user else self.name
+
+
+HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<name>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d+))?$")
+
+
+def read_hosts(path):
+    """Parse MXNet's hosts file: `[user@]host[:port] [slots=N]` per line, `#` comments; errors name the line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read hosts file {path}: {err}") from None
+    hosts, seen = [], {}
+    for num, raw in enumerate(lines, 1):
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        m = HOST_RE.match(words[0])
+        if not m:
+            raise UserError(f"{path}:{num}: bad host {words[0]!r}; expected [user@]host[:port] [slots=N]")
+        slots = None
+        for word in words[1:]:
+            key, _, value = word.partition("=")
+            if key not in ("slots", "max_slots") or not value.isdigit() or int(value) < 1:
+                raise UserError(f"{path}:{num}: bad field {word!r}; expected slots=N with N >= 1")
+            slots = slots or int(value)
+        name = m["name"].strip("[]")
+        if name in seen:
+            raise UserError(f"{path}:{num}: host {name} is already on line {seen[name]}; use slots=N instead")
+        seen[name] = num
+        hosts.append(Host(name, m["user"], int(m["port"]) if m["port"] else None, slots, num))
+    if not hosts:
+        raise UserError(f"hosts file {path} has no host (line 1 onwards is empty or comments); one host per line")
+    return hosts
+
+
+def parse_env(pairs):
+    """Turn --env NAME:VALUE (set) and --env NAME (pass this machine's value) into a dict."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"--env {pair!r}: expected NAME:VALUE or NAME")
+        if not sep:
+            if name not in os.environ:
+                raise UserError(f"--env {name}: {name} is not set here; pass it as {name}:VALUE")
+            value = os.environ[name]
+        env[name] = value
+    return env
+
+
+def node_guard(spec):
+    """Run one host's workers (sent to the host as source): prefixed output, stop all on failure or stdin EOF."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    lock, stop = threading.Lock(), {"sig": None, "at": None}
+
+    def emit(tag, text):
+        with lock:
+            sys.stdout.buffer.write(tag.encode() + b"\t" + text.rstrip(b"\r\n") + b"\n")
+            sys.stdout.flush()
+
+    def pump(rank, stream):
+        for line in iter(stream.readline, b""):
+            emit(str(rank), line)
+
+    def signal_all(sig):
+        for p in procs.values():
+            try:
+                os.killpg(p.pid, sig)  # each worker leads its own group, which holds its helpers too
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def request_stop(sig):
+        if stop["sig"] is None:
+            stop["sig"], stop["at"] = sig, time.monotonic()
+            signal_all(sig)
+
+    def watch_stdin():
+        for line in iter(sys.stdin.buffer.readline, b""):
+            if line.strip() == b"int":  # the launcher forwards Ctrl-C
+                request_stop(signal.SIGINT)
+        request_stop(signal.SIGTERM)  # EOF: the launcher or the connection is gone
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: request_stop(s))
+    env = dict(os.environ, **spec["env"])
+    env["PATH"] = spec["path"] + os.pathsep + env.get("PATH", "")
+    procs, pumps = {}, []
+    for local, rank in enumerate(spec["ranks"]):
+        try:
+            procs[rank] = subprocess.Popen(
+                spec["cmd"],
+                env=dict(env, RANK=str(rank), LOCAL_RANK=str(local)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                preexec_fn=os.setpgrp,
+            )
+        except OSError as err:
+            emit("-", f"cannot start {spec['cmd'][0]}: {err}".encode())
+            emit("!", f"{rank}\t127".encode())
+            request_stop(signal.SIGTERM)
+            break
+        pumps.append(threading.Thread(target=pump, args=(rank, procs[rank].stdout), daemon=True))
+        pumps[-1].start()
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    code = [127 if len(procs) < len(spec["ranks"]) else 0]
+
+    def check():  # a worker that fails before any stop was asked is the news; the rest are its echo
+        for rank, p in procs.items():
+            if p.poll() not in (None, 0) and code[0] == 0 and stop["sig"] is None:
+                code[0] = p.returncode if p.returncode > 0 else 128 - p.returncode
+                emit("!", f"{rank}\t{p.returncode}".encode())
+                request_stop(signal.SIGTERM)
+
+    while procs and any(p.poll() is None for p in procs.values()):
+        check()
+        if stop["sig"] is not None and time.monotonic() - stop["at"] > spec["grace"]:
+            signal_all(signal.SIGKILL)
+        time.sleep(0.05)
+    check()
+    signal_all(signal.SIGKILL)  # helpers a worker left behind in its group
+    for t in pumps:
+        t.join(timeout=2)
+    sys.stdout.flush()
+    os._exit(code[0] or (128 + stop["sig"] if stop["sig"] else 0))  # the stdin thread may still be blocked
+
+
+def host_probe(spec):
+    """Report a host's Python, torch, devices and folder (sent as source); or hold/test the rendezvous port."""
+    import glob
+    import importlib.metadata
+    import json
+    import os
+    import platform
+    import socket
+    import sys
+
+    if "listen" in spec:  # hold the port so the other hosts can test it, until the launcher closes stdin
+        srv = socket.socket()
+        try:
+            srv.bind(("", spec["listen"]))
+        except OSError as err:
+            print(json.dumps({"error": str(err)}), flush=True)
+            return
+        srv.listen(64)
+        print(json.dumps({"port": srv.getsockname()[1]}), flush=True)
+        sys.stdin.read()
+        return
+    if "connect" in spec:
+        try:
+            socket.create_connection(tuple(spec["connect"]), timeout=5).close()
+            print(json.dumps({"ok": True}))
+        except OSError as err:
+            print(json.dumps({"error": str(err)}))
+        return
+    try:
+        torch = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch = None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = len([d for d in visible.split(",") if d.strip()]) if visible is not None else None
+    info = {"python": platform.python_version(), "torch": torch, "cwd": os.path.isdir(spec["cwd"])}
+    info["gpus"] = gpus if gpus is not None else len(glob.glob("/proc/driver/nvidia/gpus/*"))
+    if spec.get("interface"):
+        import fcntl
+        import struct
+
+        try:
+            packed = struct.pack("256s", spec["interface"].encode()[:15])
+            info["addr"] = socket.inet_ntoa(fcntl.ioctl(socket.socket(), 0x8915, packed)[20:24])  # SIOCGIFADDR
+        except OSError:
+            info["interfaces"] = [n for _, n in socket.if_nameindex()]
+    print(json.dumps(info))
+
+
+def python_code(func, spec):
+    """The `python -c` program that runs func(spec) on another host."""
+    return f"{inspect.getsource(func)}\n{func.__name__}(__import__('json').loads({json.dumps(spec)!r}))\n"
+
+
+class Ssh:
+    """Builds ssh command lines: non-interactive, so ~/.ssh/config, known_hosts and agents apply as usual."""
+
+    def __init__(self, args):
+        self.opts = ["-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={PROBE_TIMEOUT_S - 3}"]
+        self.opts += ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        if args.ssh_identity_file:
+            if not os.path.isfile(args.ssh_identity_file):
+                raise UserError(f"--ssh-identity-file {args.ssh_identity_file}: no such file")
+            self.opts += ["-i", args.ssh_identity_file, "-o", "IdentitiesOnly=yes"]
+        for opt in args.ssh_option:
+            self.opts += ["-o", opt]
+        self.port = args.ssh_port
+
+    def argv(self, host, remote):
+        """ssh ARGS host REMOTE, where REMOTE is a command line for the remote shell."""
+        port = host.port or self.port
+        return ["ssh", *self.opts, *(["-p", str(port)] if port else []), host.target, remote]
+
+    def run(self, host, words, timeout=PROBE_TIMEOUT_S):
+        """Run words on host; return stdout, or raise a UserError naming the host."""
+        where = f"host {host.name} (hosts line {host.line})"
+        try:
+            proc = subprocess.run(self.argv(host, shlex.join(words)), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"{where}: no answer over ssh within {timeout} s; check the name and network") from None
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            raise UserError(f"{where}: ssh failed: {last}")
+        return proc.stdout
+
+
+def first_error(futures):
+    """Wait for all futures; raise the first UserError (hosts file order), saying how many others failed."""
+    errors = [f.exception() for f in futures]
+    errors = [e for e in errors if e is not None]
+    if errors:
+        more = f" (and {len(errors) - 1} more hosts)" if len(errors) > 1 else ""
+        raise UserError(f"{errors[0]}{more}") from None
+    return [f.result() for f in futures]
+
+
+def preflight(args, ssh, hosts, cwd):
+    """Check every host (ssh, versions, folder, rendezvous port); return (master_addr, port, slots per host)."""
+    here = {"python": platform.python_version(), "torch": importlib.metadata.version("torch")}
+    spec = {"cwd": cwd, "interface": args.interface}
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        futures = [pool.submit(ssh.run, h, [sys.executable, "-c", python_code(host_probe, spec)]) for h in hosts]
+        infos = [json.loads(out.strip().splitlines()[-1]) for out in first_error(futures)]
+    for host, info in zip(hosts, infos):
+        there = {k: info[k] for k in here}
+        if there != here:
+            raise UserError(
+                f"host {host.name} has Python {there['python']}, torch {there['torch']}; this machine "
+                f"has Python {here['python']}, torch {here['torch']}; install the same versions"
+            )
+        if not info["cwd"]:
+            raise UserError(f"host {host.name} has no folder {cwd}; use --sync-dst-dir or a shared file system")
+        if args.interface and "addr" not in info:
+            raise UserError(
+                f"host {host.name} has no IPv4 interface {args.interface}; it has "
+                f"{', '.join(info.get('interfaces', []))}"
+            )
+    if args.interface:
+        master = infos[0]["addr"]
+    else:  # the name ssh itself resolves (a ~/.ssh/config alias maps to its HostName)
+        conf = subprocess.run(["ssh", "-G", hosts[0].target], capture_output=True, text=True).stdout
+        master = next((ln.split()[1] for ln in conf.splitlines() if ln.startswith("hostname ")), hosts[0].name)
+    port = check_port(ssh, hosts, master, args.port)
+    return master, port, [h.slots or max(info["gpus"], 1) for h, info in zip(hosts, infos)]
+
+
+def check_port(ssh, hosts, master, port):
+    """Hold the rendezvous port on the first host while the others connect to it; return the port."""
+    code = python_code(host_probe, {"listen": port or 0})
+    holder = subprocess.Popen(
+        ssh.argv(hosts[0], shlex.join([sys.executable, "-c", code])),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        timer = threading.Timer(PROBE_TIMEOUT_S, holder.kill)
+        timer.start()
+        first = holder.stdout.readline()
+        timer.cancel()
+        answer = json.loads(first) if first.startswith("{") else {"error": f"no answer ({holder.stderr.read()})"}
+        if "error" in answer:
+            raise UserError(
+                f"port {port} is already in use on {hosts[0].name} (the coordinator); pick another with --port"
+                if "in use" in answer["error"]
+                else f"{hosts[0].name}: {answer['error']}"
+            )
+        port = answer["port"]
+        code = python_code(host_probe, {"connect": [master, port]})
+        with concurrent.futures.ThreadPoolExecutor(max(len(hosts) - 1, 1)) as pool:
+            outs = first_error([pool.submit(ssh.run, h, [sys.executable, "-c", code]) for h in hosts[1:]])
+        for host, out in zip(hosts[1:], outs):
+            if "error" in json.loads(out):
+                raise UserError(
+                    f"host {host.name} cannot reach the coordinator {master}:{port} "
+                    f"({json.loads(out)['error']}); open the port or pick a card with --interface"
+                )
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=PROBE_TIMEOUT_S)
+    return port
+
+
+def local_port(port):
+    """Check that port is free on this machine (or pick a free one when port is 0); return it."""
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            raise UserError(f"port {port} is already in use on this machine; pick another with --port") from None
+        return s.getsockname()[1]
+
+
+class Job:
+    """The running guards (one per host): relays their lines, notices failures, stops them all."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes  # [(host label, Popen of ssh or of a local guard)]
+        self.failures, self.lost, self.lock, self.threads = [], [], threading.Lock(), []
+        for label, proc in nodes:
+            for stream in (proc.stdout, proc.stderr):
+                self.threads.append(threading.Thread(target=self._relay, args=(label, stream), daemon=True))
+                self.threads[-1].start()
+
+    def _relay(self, label, stream):
+        for raw in iter(stream.readline, b""):
+            tag, tab, text = raw.decode(errors="replace").rstrip("\r\n").partition("\t")
+            if tag == "!" and tab:
+                rank, _, code = text.partition("\t")
+                with self.lock:
+                    self.failures.append((time.monotonic(), label, int(rank), int(code)))
+                continue
+            if tab and tag.isdigit():
+                line = f"[{label} rank {tag}] {text}"
+            else:  # the guard's own notes ("-") and ssh's messages
+                line = f"[{label}] {text if tab and tag == '-' else (tag + tab + text)}"
+            with self.lock:
+                print(line, flush=True)
+
+    def wait(self):
+        """Wait until all guards end or one fails; then stop the rest. Return an error line or None."""
+        first = None
+        while any(p.poll() is None for _, p in self.nodes):
+            if first is None:
+                self.lost = [(label, p.returncode) for label, p in self.nodes if p.returncode]
+                first = time.monotonic() if self.failures or self.lost else None
+            elif time.monotonic() - first > SETTLE_S:
+                break
+            time.sleep(0.05)
+        if first is None:  # every guard ended by itself
+            self.lost = [(label, p.returncode) for label, p in self.nodes if p.returncode]
+        self.stop()
+        return self.verdict()
+
+    def stop(self, interrupt=False):
+        """Ask every guard to stop its workers (Ctrl-C forwarded as SIGINT), then end the connections."""
+        for _, proc in self.nodes:
+            try:
+                if interrupt:
+                    proc.stdin.write(b"int\n")
+                proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 8
+        for _, proc in self.nodes:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for t in self.threads:
+            t.join(timeout=2)
+
+    def verdict(self):
+        """Name the host and rank that failed first (a worker killed by a signal outranks its peers' errors)."""
+        failed = sorted(self.failures, key=lambda f: (f[3] >= 0, f[0]))
+        if failed:
+            _, label, rank, code = failed[0]
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+            others = sorted({f"rank {r} on {lbl}" for _, lbl, r, _ in failed[1:]})
+            return f"rank {rank} on host {label} {how}" + (f" (then: {', '.join(others)})" if others else "")
+        if self.lost:
+            label, code = self.lost[0]
+            why = "lost the ssh connection" if code == 255 else f"exit status {code}"
+            return f"host {label} failed ({why})"
+        return None
+
+
+def start_nodes(args, hosts, master, port, slots, cwd, ssh):
+    """Start one guard per host (over ssh, or locally for --launcher local); return the Job."""
+    world, base, nodes = sum(slots), 0, []
+    env = {
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(world),
+        "GROUP_WORLD_SIZE": str(len(hosts)),
+        "DMLC_ROLE": "worker",
+        "DMLC_NUM_WORKER": str(world),
+        "DMLC_NUM_SERVER": "0",
+        "PYTHONUNBUFFERED": "1",
+        "MXTORCH_RDZV_TIMEOUT": str(args.timeout),
+        "MXTORCH_HOSTS": ",".join(h.name for h, s in zip(hosts, slots) for _ in range(s)),
+    }
+    if args.interface:
+        env["GLOO_SOCKET_IFNAME"] = env["NCCL_SOCKET_IFNAME"] = args.interface
+    env.update(parse_env(args.env))
+    for i, (host, n) in enumerate(zip(hosts, slots)):
+        spec = {
+            "cmd": args.command,
+            "ranks": list(range(base, base + n)),
+            "grace": 5,
+            "path": os.path.dirname(sys.executable),
+            "env": dict(env, GROUP_RANK=str(i), LOCAL_WORLD_SIZE=str(n)),
+        }
+        base += n
+        argv = [sys.executable, "-c", python_code(node_guard, spec)]
+        if ssh:
+            argv = ssh.argv(host, f"cd {shlex.quote(cwd)} && exec {shlex.join(argv)}")
+        # a session of its own: Ctrl-C reaches only the launcher, which forwards it in order
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        nodes.append((host.name, subprocess.Popen(argv, cwd=None if ssh else cwd, start_new_session=True, **pipes)))
+    return Job(nodes)
+
+
+def sync_dir(ssh, hosts, dst):
+    """Copy this folder to dst on every host with rsync, as MXNet's --sync-dst-dir did."""
+    if not shutil.which("rsync"):
+        raise UserError("--sync-dst-dir needs rsync on this machine and the hosts; install it")
+    for host in hosts:
+        ssh.run(host, ["mkdir", "-p", dst])
+        port = host.port or ssh.port
+        rsh = shlex.join(["ssh", *ssh.opts, *(["-p", str(port)] if port else [])])
+        proc = subprocess.run(["rsync", "-a", "-e", rsh, "./", f"{host.target}:{dst}/"], capture_output=True, text=True)
+        if proc.returncode:
+            raise UserError(f"host {host.name}: rsync to {dst} failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def batch_command(args, hosts):
+    """The mpirun or srun command line that starts the job under that scheduler."""
+    tool = {"mpi": "mpirun", "slurm": "srun"}[args.launcher]
+    if not shutil.which(tool):
+        raise UserError(f"--launcher {args.launcher} needs {tool}, which is not installed here")
+    shim = (
+        "import os,sys;e=os.environ;g=lambda *k:next(e[x] for x in k if x in e);"
+        "e.update(RANK=g('OMPI_COMM_WORLD_RANK','PMI_RANK','SLURM_PROCID'),"
+        "LOCAL_RANK=g('OMPI_COMM_WORLD_LOCAL_RANK','MPI_LOCALRANKID','SLURM_LOCALID'),"
+        "WORLD_SIZE=g('OMPI_COMM_WORLD_SIZE','PMI_SIZE','SLURM_NTASKS'));os.execvp(sys.argv[1],sys.argv[1:])"
+    )
+    port = str(args.port or 29500)
+    if args.launcher == "mpi":
+        master = hosts[0].name
+        spread = ",".join(f"{h.name}:{h.slots or 1}" for h in hosts[: args.num_workers])
+        env = ["-x", f"MASTER_ADDR={master}", "-x", f"MASTER_PORT={port}"]
+        env += [w for k, v in parse_env(args.env).items() for w in ("-x", f"{k}={v}")]
+        return [tool, "-H", spread, *env, sys.executable, "-c", shim, *args.command]
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if not hosts and not nodelist:
+        raise UserError("--launcher slurm runs inside an allocation (salloc or sbatch) or needs -H FILE")
+    if hosts:
+        master, where = hosts[0].name, [f"--nodelist={','.join(h.name for h in hosts)}"]
+    else:
+        names = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True).stdout
+        master, where = (names.split() or ["localhost"])[0], []
+    os.environ.update(MASTER_ADDR=master, MASTER_PORT=port, **parse_env(args.env))
+    return [tool, f"--nodes={args.num_workers}", *where, sys.executable, "-c", shim, *args.command]
+
+
+def parse_args(argv):
+    """The command line (MXNet's names; -s is accepted and ignored)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "-n",
+        "--num-workers",
+        type=int,
+        required=True,
+        help="worker hosts to use (one process per slot on each); with --launcher local: processes",
+    )
+    p.add_argument("-s", "--num-servers", type=int, help="accepted for MXNet scripts and ignored (no servers)")
+    p.add_argument("-H", "--hostfile", help="one host per line: [user@]host[:port] [slots=N]; # comments")
+    p.add_argument("--launcher", default="ssh", help="ssh (default), local, mpi or slurm")
+    p.add_argument("--sync-dst-dir", help="rsync this folder to DIR on every host first and run there")
+    p.add_argument(
+        "--env",
+        "--env-worker",
+        action="append",
+        default=[],
+        help="NAME:VALUE to set for the workers, or NAME to pass this machine's value (repeatable)",
+    )
+    p.add_argument("--ssh-port", type=int, help="ssh port (a host:port in the hosts file wins)")
+    p.add_argument("--ssh-identity-file", help="ssh private key file")
+    p.add_argument("--ssh-option", action="append", default=[], help="extra ssh -o OPTION (repeatable)")
+    p.add_argument("--interface", help="network card for the rendezvous and the collectives, e.g. eth0")
+    p.add_argument("--port", type=int, default=0, help="rendezvous port on the first host (default: a free one)")
+    p.add_argument("--timeout", type=int, default=300, help="seconds to wait for every worker to join")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command each worker runs")
+    return p.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    """Check the hosts, start the workers, relay their output, and stop everything when one fails."""
+    args = parse_args(argv)
+    if not args.command:
+        raise UserError("no command given; usage: launch.py -n N -H hosts COMMAND ...")
+    if args.num_workers < 1:
+        raise UserError(f"-n {args.num_workers}: the number of workers must be at least 1")
+    if args.num_servers is not None:
+        print("launch.py: -s/--num-servers ignored: torch.distributed has no parameter servers", file=sys.stderr)
+    if args.launcher not in LAUNCHERS:
+        raise choice_error("--launcher", args.launcher, LAUNCHERS)
+    cwd, ssh = os.getcwd(), None
+    if args.launcher == "local":
+        master = "127.0.0.1"
+        hosts, slots = [Host("localhost", None, None, args.num_workers, 0)], [args.num_workers]
+        port = local_port(args.port)
+    else:
+        if not args.hostfile and args.launcher != "slurm":
+            raise UserError(f"--launcher {args.launcher} needs a hosts file (-H FILE), or use --launcher local")
+        hosts = read_hosts(args.hostfile) if args.hostfile else []
+        if hosts and args.num_workers > len(hosts):
+            slots = sum(h.slots or 1 for h in hosts)
+            raise UserError(
+                f"-n {args.num_workers} asks for more worker hosts than the {len(hosts)} in "
+                f"{args.hostfile} ({slots} slots; -n counts hosts, slots=N sets processes per host)"
+            )
+        hosts = hosts[: args.num_workers]
+        if args.launcher != "ssh":
+            cmd = batch_command(args, hosts)
+            print("launch.py: " + shlex.join(cmd), file=sys.stderr, flush=True)
+            os.execvp(cmd[0], cmd)
+        ssh = Ssh(args)
+        if args.sync_dst_dir:
+            sync_dir(ssh, hosts, args.sync_dst_dir)
+            cwd = args.sync_dst_dir
+        master, port, slots = preflight(args, ssh, hosts, cwd)
+    print(f"launch.py: coordinator {master}:{port}, {sum(slots)} workers on {len(hosts)} hosts", flush=True)
+    job = start_nodes(args, hosts, master, port, slots, cwd, ssh)
+    try:
+        error = job.wait()
+    except KeyboardInterrupt:
+        job.stop(interrupt=True)
+        raise
+    if error:
+        print(f"launch.py: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
