@@ -459,7 +459,7 @@ def start_nodes(args, hosts, master, port, slots, cwd, ssh):
     }
     if args.interface:
         env["GLOO_SOCKET_IFNAME"] = env["NCCL_SOCKET_IFNAME"] = args.interface
-    env.update(parse_env(args.env))
+    env.update(args.env_vars)
     for i, (host, n) in enumerate(zip(hosts, slots)):
         spec = {
             "cmd": args.command,
@@ -507,7 +507,7 @@ def batch_command(args, hosts):
         master = hosts[0].name
         spread = ",".join(f"{h.name}:{h.slots or 1}" for h in hosts[: args.num_workers])
         env = ["-x", f"MASTER_ADDR={master}", "-x", f"MASTER_PORT={port}"]
-        env += [w for k, v in parse_env(args.env).items() for w in ("-x", f"{k}={v}")]
+        env += [w for k, v in args.env_vars.items() for w in ("-x", f"{k}={v}")]
         return [tool, "-H", spread, *env, sys.executable, "-c", shim, *args.command]
     nodelist = os.environ.get("SLURM_JOB_NODELIST")
     if not hosts and not nodelist:
@@ -517,7 +517,7 @@ def batch_command(args, hosts):
     else:
         names = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True).stdout
         master, where = (names.split() or ["localhost"])[0], []
-    os.environ.update(MASTER_ADDR=master, MASTER_PORT=port, **parse_env(args.env))
+    os.environ.update(MASTER_ADDR=master, MASTER_PORT=port, **args.env_vars)
     return [tool, f"--nodes={args.num_workers}", *where, sys.executable, "-c", shim, *args.command]
 
 
@@ -560,6 +560,7 @@ def main(argv=None):
         raise UserError("no command given; usage: launch.py -n N -H hosts COMMAND ...")
     if args.num_workers < 1:
         raise UserError(f"-n {args.num_workers}: the number of workers must be at least 1")
+    args.env_vars = parse_env(args.env)
     if args.num_servers is not None:
         print("launch.py: -s/--num-servers ignored: torch.distributed has no parameter servers", file=sys.stderr)
     if args.launcher not in LAUNCHERS:

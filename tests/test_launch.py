@@ -1,0 +1,299 @@
+"""tools/launch.py through its command line: local and real ssh launches, failures, Ctrl-C, bad input.
+
+The ssh tests start two throwaway sshd on 127.0.0.2 and 127.0.0.3 (tests/sshd_hosts.py); no traffic leaves
+loopback. Workers are small scripts written here: a torch one that joins with common.dist and all-reduces,
+and a plain one that sleeps (fast to start) for the failure and Ctrl-C tests.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sshd_hosts import SshdHosts, ensure_sshd
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCH = str(REPO / "tools" / "launch.py")
+
+TORCH_WORKER = """
+import os, sys, time
+if os.environ["RANK"] in os.environ.get("NEVER_JOIN", "").split(","):
+    time.sleep(120)
+sys.path.insert(0, {repo!r})
+import torch, torch.distributed as tdist
+from common import dist
+from common.util import atomic_write, main_guard
+
+@main_guard
+def main():
+    rank, world, local = dist.init_from_env()
+    t = torch.tensor([rank + 1.0])
+    tdist.all_reduce(t)
+    print(f"sum={{t.item():g}} rank={{rank}} world={{world}} group={{os.environ['GROUP_RANK']}}", flush=True)
+    if dist.is_rank0():
+        atomic_write("result.txt", f"{{t.item():g}}\\n", "w")
+    open(f"pid.{{rank}}", "w").write(str(os.getpid()))
+    while os.environ.get("FOREVER"):  # keep the collectives going until a peer dies
+        tdist.all_reduce(t)
+        time.sleep(0.05)
+    dist.barrier()
+    dist.cleanup()
+
+main()
+"""
+
+SLEEPER = """
+import os, sys, time
+rank = int(os.environ["RANK"])
+print(f"ready rank={rank} world={os.environ['WORLD_SIZE']} foo={os.environ.get('FOO')}", flush=True)
+open(f"pid.{rank}", "w").write(str(os.getpid()))
+if rank == int(os.environ.get("FAIL_RANK", -1)):
+    sys.exit(3)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A working folder holding both worker scripts."""
+    (tmp_path / "worker.py").write_text(TORCH_WORKER.format(repo=str(REPO)))
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    return tmp_path
+
+
+def launch(work, *args, env=None, timeout=120):
+    """Run launch.py in work; return (CompletedProcess, seconds)."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, LAUNCH, *map(str, args)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+    )
+    return proc, time.monotonic() - start
+
+
+def start_launch(work, *args, env=None):
+    """Start launch.py in the background."""
+    cmd = [sys.executable, LAUNCH, *map(str, args)]
+    env = dict(os.environ, **(env or {}))
+    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_pids(work, ranks, proc, timeout=60):
+    """Wait until every rank wrote its pid file; return the pids."""
+    deadline = time.monotonic() + timeout
+    while not all((work / f"pid.{r}").exists() for r in ranks):
+        assert proc.poll() is None, f"launcher ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return [int((work / f"pid.{r}").read_text()) for r in ranks]
+
+
+def leftovers(token, wait=5.0):
+    """Live processes (not zombies) whose command line mentions token, after waiting up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if token in cmdline and state != "Z" and int(pid) != os.getpid():
+                found.append(f"{pid}: {cmdline[:200]}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+# ---- local launcher ----
+
+
+def test_local_runs_n_workers_with_prefixed_lines(work):
+    code = "import os; print(os.environ['RANK'], os.environ['LOCAL_RANK'], os.environ['WORLD_SIZE'], os.getcwd())"
+    proc, _ = launch(work, "--launcher", "local", "-n", "2", "-s", "2", "python", "-c", code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"[localhost rank 0] 0 0 2 {work}" in proc.stdout
+    assert f"[localhost rank 1] 1 1 2 {work}" in proc.stdout
+    assert "coordinator 127.0.0.1:" in proc.stdout
+    assert "-s/--num-servers ignored" in proc.stderr
+
+
+def test_local_failure_stops_all_and_names_rank(work):
+    script = str(work / "sleeper.py")
+    proc, secs = launch(work, "--launcher", "local", "-n", "3", "--env", "FAIL_RANK:1", "--env", "FOO:bar", "python",
+                        script)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[localhost rank 1] ready rank=1 world=3 foo=bar" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "launch.py: error: rank 1 on host localhost exited with status 3"
+    assert secs < 30
+    assert leftovers(script) == []
+
+
+def test_local_ctrl_c_forwarded_and_nothing_left(work):
+    script = str(work / "sleeper.py")
+    proc = start_launch(work, "--launcher", "local", "-n", "2", "python", script)
+    pids = wait_for_pids(work, [0, 1], proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert leftovers(script) == [], pids
+
+
+def test_rendezvous_timeout_names_missing_rank(work):
+    proc, _ = launch(work, "--launcher", "local", "-n", "2", "--timeout", "2", "python", "worker.py",
+                     env={"NEVER_JOIN": "1"})  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "rank 1 (host localhost) never joined" in proc.stdout
+    assert "rank 0 on host localhost exited with status 2" in proc.stderr
+    assert leftovers(str(work)) == []
+
+
+def hostfile(tmp_path, text):
+    path = tmp_path / "hosts"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, args, expected",
+    [
+        ("# only a comment\n\n", [], "has no host"),
+        ("a\nb slots=x\n", [], "hosts:2: bad field 'slots=x'"),
+        ("a\nu@@b\n", [], "hosts:2: bad host 'u@@b'"),
+        ("a\nb\na\n", [], "hosts:3: host a is already on line 1"),
+        ("a\nb slots=4\n", ["-n", "3"], "-n 3 asks for more worker hosts than the 2"),
+        ("a\n", ["--launcher", "pbs"], "unknown --launcher 'pbs'; valid values: ssh, local, mpi, slurm"),
+        ("a\n", ["--env", "1X:2"], "--env '1X:2': expected NAME:VALUE or NAME"),
+        ("a\n", ["--ssh-identity-file", "/nonexistent/key"], "--ssh-identity-file /nonexistent/key: no such file"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, text, args, expected):
+    path = hostfile(tmp_path, text)
+    proc, _ = launch(tmp_path, "-H", path, *(args if "-n" in args else ["-n", "1", *args]), "true")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert expected in proc.stderr
+
+
+def test_port_in_use_said_so(tmp_path):
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc, _ = launch(tmp_path, "--launcher", "local", "-n", "1", "--port", port, "true")
+    assert proc.returncode == 2
+    assert f"port {port} is already in use on this machine" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is not None, reason="mpirun is installed here")
+def test_mpi_missing_said_so(tmp_path):
+    proc, _ = launch(tmp_path, "--launcher", "mpi", "-n", "1", "-H", hostfile(tmp_path, "a\n"), "true")
+    assert proc.returncode == 2
+    assert "--launcher mpi needs mpirun, which is not installed here" in proc.stderr
+
+
+# ---- ssh launcher against throwaway sshd on 127.0.0.2 and 127.0.0.3 ----
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    """Two sshd "hosts" for this module."""
+    reason = ensure_sshd()
+    if reason:
+        pytest.skip(reason)
+    daemons = SshdHosts(tmp_path_factory.mktemp("sshd")).start()
+    yield daemons
+    daemons.stop()
+
+
+@pytest.mark.slow
+def test_ssh_launch_trains_on_both_hosts(work, hosts):
+    path = hosts.write_hostfile(work / "hosts")
+    proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "python", "worker.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "coordinator 127.0.0.2:" in proc.stdout
+    assert "[127.0.0.2 rank 0] sum=3 rank=0 world=2 group=0" in proc.stdout
+    assert "[127.0.0.3 rank 1] sum=3 rank=1 world=2 group=1" in proc.stdout
+    assert (work / "result.txt").read_text() == "3\n"
+
+
+def test_ssh_trains_then_killed_worker_stops_job_and_names_host(work, hosts):
+    """Both hosts all-reduce and rank 0 writes its file; then a killed worker ends the job, naming its host."""
+    path = hosts.write_hostfile(work / "hosts")
+    script = str(work / "worker.py")
+    proc = start_launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "python", script, env={"FOREVER": "1"})
+    pids = wait_for_pids(work, [0, 1], proc)
+    assert (work / "result.txt").read_text() == "3\n"
+    start = time.monotonic()
+    os.kill(pids[1], signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 30
+    assert proc.returncode != 0, out + err
+    assert "rank 1 on host 127.0.0.3 was killed by SIGKILL" in err.strip().splitlines()[-1], err
+    assert "[127.0.0.2 rank 0] sum=3 rank=0 world=2 group=0" in out
+    assert "[127.0.0.3 rank 1] sum=3 rank=1 world=2 group=1" in out
+    assert leftovers(script) == []
+
+
+def test_ssh_ctrl_c_leaves_nothing(work, hosts):
+    path = hosts.write_hostfile(work / "hosts", slots=2)
+    script = str(work / "sleeper.py")
+    proc = start_launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "python", script)
+    wait_for_pids(work, [0, 1, 2, 3], proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "[127.0.0.3 rank 3] ready rank=3 world=4" in out
+    assert leftovers(script) == []
+
+
+def test_ssh_unreachable_host_named_fast(work, hosts):
+    path = hostfile(work, f"127.0.0.2\n{hosts.user}@127.0.0.9\n")  # nothing listens on 127.0.0.9
+    proc, secs = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "true")
+    assert proc.returncode == 2 and secs < 10, proc.stderr
+    assert proc.stderr.startswith("launch.py: error: host 127.0.0.9 (hosts line 2): ssh failed"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ssh_refused_login_named(work, hosts):
+    other = work / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    path = hosts.write_hostfile(work / "hosts")
+    args = [*hosts.launch_args()]
+    args[args.index("--ssh-identity-file") + 1] = str(other)
+    proc, secs = launch(work, "-n", "2", "-H", path, *args, "true")
+    assert proc.returncode == 2 and secs < 10, proc.stderr
+    assert "host 127.0.0.2 (hosts line 2): ssh failed: " in proc.stderr and "Permission denied" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ssh_port_in_use_on_coordinator(work, hosts):
+    path = hosts.write_hostfile(work / "hosts")
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "--port", port, "true")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"port {port} is already in use on 127.0.0.2 (the coordinator)" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_ssh_sync_dst_dir_runs_there(work, hosts, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("synced") / "job"
+    path = hosts.write_hostfile(work / "hosts")
+    proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "--sync-dst-dir", dst, "--env", "FOO:x",
+                     "python", "-c", "import os; print(os.getcwd(), os.path.exists('sleeper.py'), os.environ['FOO'])")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"[127.0.0.3 rank 1] {dst} True x" in proc.stdout
