@@ -31,7 +31,8 @@ def init_from_env(backend=None):
     """Join the process group (Gloo on CPU, NCCL with CUDA); return (rank, world_size, local_rank)."""
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), int(os.environ.get("LOCAL_RANK", 0))
     addr, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), _env_int("MASTER_PORT")
-    timeout = datetime.timedelta(seconds=float(os.environ.get("MXTORCH_RDZV_TIMEOUT", 300)))
+    secs = float(os.environ.get("MXTORCH_RDZV_TIMEOUT", 300))
+    timeout = datetime.timedelta(seconds=secs)
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend not in BACKENDS:
         raise choice_error("backend", backend, BACKENDS)
@@ -40,7 +41,7 @@ def init_from_env(backend=None):
     try:
         store = dist.TCPStore(addr, port, world, is_master=rank == 0, timeout=timeout, wait_for_workers=False)
     except (RuntimeError, OSError) as err:  # DistNetworkError and DistStoreError derive from RuntimeError
-        raise UserError(f"rank {rank} cannot reach the rendezvous {addr}:{port} within {timeout}: {err}") from None
+        raise UserError(f"rank {rank} cannot reach the rendezvous {addr}:{port} within {secs:g} s: {err}") from None
     store.set(f"{JOINED}{rank}", socket.gethostname())
     if rank == 0:
         _wait_for_ranks(store, world, timeout)
@@ -57,7 +58,8 @@ def _wait_for_ranks(store, world, timeout):
         hosts = os.environ.get("MXTORCH_HOSTS", "").split(",")
         missing = [r for r in range(world) if not store.check([keys[r]])]
         named = [f"rank {r}" + (f" (host {hosts[r]})" if r < len(hosts) and hosts[r] else "") for r in missing]
-        raise UserError(f"rendezvous timed out after {timeout}: {', '.join(named)} never joined") from None
+        secs = timeout.total_seconds()
+        raise UserError(f"rendezvous timed out after {secs:g} s: {', '.join(named)} never joined") from None
 
 
 def is_rank0():

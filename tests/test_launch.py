@@ -131,11 +131,16 @@ def test_local_runs_n_workers_with_prefixed_lines(work):
 
 def test_local_failure_stops_all_and_names_rank(work):
     script = str(work / "sleeper.py")
-    proc, secs = launch(work, "--launcher", "local", "-n", "3", "--env", "FAIL_RANK:1", "--env", "FOO:bar", "python",
-                        script)  # fmt: skip
+    proc, secs = launch(
+        work, "--launcher", "local", "-n", "3", "--env", "FAIL_RANK:1", "--env", "FOO:bar", "python", script
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[localhost rank 1] ready rank=1 world=3 foo=bar" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1] == "launch.py: error: rank 1 on host localhost exited with status 3"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert (
+        last
+        == "launch.py: error: rank 1 on host localhost exited with status 3; its last line: ready rank=1 world=3 foo=bar"
+    )
     assert secs < 30
     assert leftovers(script) == []
 
@@ -151,11 +156,14 @@ def test_local_ctrl_c_forwarded_and_nothing_left(work):
 
 
 def test_rendezvous_timeout_names_missing_rank(work):
-    proc, _ = launch(work, "--launcher", "local", "-n", "2", "--timeout", "2", "python", "worker.py",
-                     env={"NEVER_JOIN": "1"})  # fmt: skip
+    proc, _ = launch(
+        work, "--launcher", "local", "-n", "2", "--timeout", "2", "python", "worker.py", env={"NEVER_JOIN": "1"}
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "rank 1 (host localhost) never joined" in proc.stdout
-    assert "rank 0 on host localhost exited with status 2" in proc.stderr
+    assert "rendezvous timed out after 2 s: rank 1 (host localhost) never joined" in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("launch.py: error: rank 0 on host localhost exited with status 2; its last line: ")
+    assert last.endswith("rank 1 (host localhost) never joined")
     assert leftovers(str(work)) == []
 
 
@@ -293,7 +301,20 @@ def test_ssh_port_in_use_on_coordinator(work, hosts):
 def test_ssh_sync_dst_dir_runs_there(work, hosts, tmp_path_factory):
     dst = tmp_path_factory.mktemp("synced") / "job"
     path = hosts.write_hostfile(work / "hosts")
-    proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "--sync-dst-dir", dst, "--env", "FOO:x",
-                     "python", "-c", "import os; print(os.getcwd(), os.path.exists('sleeper.py'), os.environ['FOO'])")  # fmt: skip
+    proc, _ = launch(
+        work,
+        "-n",
+        "2",
+        "-H",
+        path,
+        *hosts.launch_args(),
+        "--sync-dst-dir",
+        dst,
+        "--env",
+        "FOO:x",
+        "python",
+        "-c",
+        "import os; print(os.getcwd(), os.path.exists('sleeper.py'), os.environ['FOO'])",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"[127.0.0.3 rank 1] {dst} True x" in proc.stdout

@@ -293,6 +293,24 @@ def preflight(args, ssh, hosts, cwd):
     """Check every host (ssh, versions, folder, rendezvous port); return (master_addr, port, slots per host)."""
     here = {"python": platform.python_version(), "torch": importlib.metadata.version("torch")}
     spec = {"cwd": cwd, "interface": args.interface}
+    code = shlex.join([sys.executable, "-c", python_code(host_probe, {"listen": args.port})])
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    holder = subprocess.Popen(ssh.argv(hosts[0], code), text=True, **pipes)  # in step with the probes
+    try:
+        master, infos = probe_hosts(args, ssh, hosts, spec, here)
+        port = check_port(ssh, hosts, master, holder, args.port)
+    finally:
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+    return master, port, [h.slots or max(info["gpus"], 1) for h, info in zip(hosts, infos)]
+
+
+def probe_hosts(args, ssh, hosts, spec, here):
+    """Ask every host for its versions, devices and folder; return (coordinator address, answers)."""
+    cwd = spec["cwd"]
     with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
         futures = [pool.submit(ssh.run, h, [sys.executable, "-c", python_code(host_probe, spec)]) for h in hosts]
         infos = [json.loads(out.strip().splitlines()[-1]) for out in first_error(futures)]
@@ -315,45 +333,32 @@ def preflight(args, ssh, hosts, cwd):
     else:  # the name ssh itself resolves (a ~/.ssh/config alias maps to its HostName)
         conf = subprocess.run(["ssh", "-G", hosts[0].target], capture_output=True, text=True).stdout
         master = next((ln.split()[1] for ln in conf.splitlines() if ln.startswith("hostname ")), hosts[0].name)
-    port = check_port(ssh, hosts, master, args.port)
-    return master, port, [h.slots or max(info["gpus"], 1) for h, info in zip(hosts, infos)]
+    return master, infos
 
 
-def check_port(ssh, hosts, master, port):
-    """Hold the rendezvous port on the first host while the others connect to it; return the port."""
-    code = python_code(host_probe, {"listen": port or 0})
-    holder = subprocess.Popen(
-        ssh.argv(hosts[0], shlex.join([sys.executable, "-c", code])),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        timer = threading.Timer(PROBE_TIMEOUT_S, holder.kill)
-        timer.start()
-        first = holder.stdout.readline()
-        timer.cancel()
-        answer = json.loads(first) if first.startswith("{") else {"error": f"no answer ({holder.stderr.read()})"}
-        if "error" in answer:
+def check_port(ssh, hosts, master, holder, port):
+    """With the port held on the first host (by holder), have the others connect to it; return the port."""
+    timer = threading.Timer(PROBE_TIMEOUT_S, holder.kill)
+    timer.start()
+    first = holder.stdout.readline()
+    timer.cancel()
+    answer = json.loads(first) if first.startswith("{") else {"error": f"no answer ({holder.stderr.read().strip()})"}
+    if "error" in answer:
+        raise UserError(
+            f"port {port} is already in use on {hosts[0].name} (the coordinator); pick another with --port"
+            if "in use" in answer["error"]
+            else f"host {hosts[0].name}: cannot hold the rendezvous port: {answer['error']}"
+        )
+    port = answer["port"]
+    code = python_code(host_probe, {"connect": [master, port]})
+    with concurrent.futures.ThreadPoolExecutor(max(len(hosts) - 1, 1)) as pool:
+        outs = first_error([pool.submit(ssh.run, h, [sys.executable, "-c", code]) for h in hosts[1:]])
+    for host, out in zip(hosts[1:], outs):
+        if "error" in json.loads(out):
             raise UserError(
-                f"port {port} is already in use on {hosts[0].name} (the coordinator); pick another with --port"
-                if "in use" in answer["error"]
-                else f"{hosts[0].name}: {answer['error']}"
+                f"host {host.name} cannot reach the coordinator {master}:{port} "
+                f"({json.loads(out)['error']}); open the port or pick a card with --interface"
             )
-        port = answer["port"]
-        code = python_code(host_probe, {"connect": [master, port]})
-        with concurrent.futures.ThreadPoolExecutor(max(len(hosts) - 1, 1)) as pool:
-            outs = first_error([pool.submit(ssh.run, h, [sys.executable, "-c", code]) for h in hosts[1:]])
-        for host, out in zip(hosts[1:], outs):
-            if "error" in json.loads(out):
-                raise UserError(
-                    f"host {host.name} cannot reach the coordinator {master}:{port} "
-                    f"({json.loads(out)['error']}); open the port or pick a card with --interface"
-                )
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=PROBE_TIMEOUT_S)
     return port
 
 
@@ -372,7 +377,7 @@ class Job:
 
     def __init__(self, nodes):
         self.nodes = nodes  # [(host label, Popen of ssh or of a local guard)]
-        self.failures, self.lost, self.lock, self.threads = [], [], threading.Lock(), []
+        self.failures, self.lost, self.lock, self.threads, self.last = [], [], threading.Lock(), [], {}
         for label, proc in nodes:
             for stream in (proc.stdout, proc.stderr):
                 self.threads.append(threading.Thread(target=self._relay, args=(label, stream), daemon=True))
@@ -388,6 +393,7 @@ class Job:
                 continue
             if tab and tag.isdigit():
                 line = f"[{label} rank {tag}] {text}"
+                self.last[label, int(tag)] = text
             else:  # the guard's own notes ("-") and ssh's messages
                 line = f"[{label}] {text if tab and tag == '-' else (tag + tab + text)}"
             with self.lock:
@@ -434,7 +440,8 @@ class Job:
             _, label, rank, code = failed[0]
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
             others = sorted({f"rank {r} on {lbl}" for _, lbl, r, _ in failed[1:]})
-            return f"rank {rank} on host {label} {how}" + (f" (then: {', '.join(others)})" if others else "")
+            said = f"; its last line: {self.last[label, rank]}" if (label, rank) in self.last else ""
+            return f"rank {rank} on host {label} {how}" + (f" (then: {', '.join(others)})" if others else "") + said
         if self.lost:
             label, code = self.lost[0]
             why = "lost the ssh connection" if code == 255 else f"exit status {code}"
@@ -556,6 +563,8 @@ def parse_args(argv):
 def main(argv=None):
     """Check the hosts, start the workers, relay their output, and stop everything when one fails."""
     args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the workers in order, as for Ctrl-C
+        signal.signal(sig, signal.default_int_handler)
     if not args.command:
         raise UserError("no command given; usage: launch.py -n N -H hosts COMMAND ...")
     if args.num_workers < 1:
