@@ -137,10 +137,8 @@ def test_local_failure_stops_all_and_names_rank(work):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[localhost rank 1] ready rank=1 world=3 foo=bar" in proc.stdout
     last = proc.stderr.strip().splitlines()[-1]
-    assert (
-        last
-        == "launch.py: error: rank 1 on host localhost exited with status 3; its last line: ready rank=1 world=3 foo=bar"
-    )
+    expected = "rank 1 on host localhost exited with status 3; its last line: ready rank=1 world=3 foo=bar"
+    assert last == f"launch.py: error: {expected}"
     assert secs < 30
     assert leftovers(script) == []
 
