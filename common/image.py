@@ -31,18 +31,21 @@ def _orientation(data):
         return 1
 
 
+# EXIF orientation -> the array operation that turns the stored pixels upright (PIL's exif_transpose table)
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
 def _apply_orientation(img, orientation):
-    """Turn a decoded array upright for its EXIF orientation (the transforms of PIL's exif_transpose)."""
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.swapaxes(0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-        8: lambda a: np.rot90(a, 1),
-    }
-    op = ops.get(orientation)
+    """Turn a decoded array upright for its EXIF orientation."""
+    op = _UPRIGHT.get(orientation)
     return img if op is None else np.ascontiguousarray(op(img))
 
 

@@ -6,7 +6,8 @@ Same command line, file names and formats as MXNet's tools/im2rec.py. Packing ru
 the same code runs under any multiprocessing start method. A JPEG whose short side is at least twice --resize is
 decoded at reduced scale in the DCT domain. Records are written in list order; failures are skipped, counted and
 listed in PREFIX_failed.lst (or fatal with --strict), and the .rec/.idx appear under their names only when done.
-Without reduced-scale decoding the records are byte-identical to MXNet 1.9.1's (checked on the golden tiny.rec).
+Without reduced-scale decoding the records match MXNet 1.9.1's byte for byte (the golden tiny.rec is reproduced
+exactly with the OpenCV and libjpeg-turbo of this project's environment).
 
 Measured with benchmarks/bench_im2rec.py (800 photos ~500x375, --resize 256 --quality 95 --num-thread 2, packing
 time only, best of 3, on a 2-core machine shared with other jobs, load average 4-6): 495 and 500 images/s against
