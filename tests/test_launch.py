@@ -143,13 +143,15 @@ def test_local_failure_stops_all_and_names_rank(work):
     assert leftovers(script) == []
 
 
-def test_local_ctrl_c_forwarded_and_nothing_left(work):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 130), (signal.SIGKILL, -9)])
+def test_local_signal_to_launcher_leaves_nothing(work, sig, status):
+    """Ctrl-C (and SIGTERM) stop the workers in order; even a killed launcher leaves no worker behind."""
     script = str(work / "sleeper.py")
     proc = start_launch(work, "--launcher", "local", "-n", "2", "python", script)
     pids = wait_for_pids(work, [0, 1], proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == status, out + err
     assert leftovers(script) == [], pids
 
 
