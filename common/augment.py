@@ -8,48 +8,15 @@ import math
 
 import cv2
 import numpy as np
-import simplejpeg
 import torch
 import torch.nn.functional as F
+
+from common import image
 
 # ImageNet RGB covariance eigen-decomposition on the 0-255 scale (AlexNet's lighting noise)
 PCA_EIGVAL = (55.46, 4.794, 1.148)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 LUMA = (0.299, 0.587, 0.114)
-
-
-def jpeg_size(buf):
-    """(height, width) from a JPEG header without decoding, or None for anything else."""
-    if buf[:2] != b"\xff\xd8":
-        return None
-    try:
-        h, w, _, _ = simplejpeg.decode_jpeg_header(buf)
-    except ValueError:
-        return None
-    return h, w
-
-
-def decode(buf, channels, min_size=None):
-    """Decode image bytes into (H, W, 3) RGB or (H, W) grey uint8; None if they do not decode.
-
-    JPEGs go through libjpeg-turbo directly (simplejpeg: same pixels as OpenCV, no BGR round trip), at a reduced
-    DCT scale when min_size (height, width) allows; CMYK JPEGs and other formats go through OpenCV.
-    """
-    if buf[:2] == b"\xff\xd8":
-        kw = (
-            {}
-            if min_size is None
-            else {"min_height": int(np.ceil(min_size[0])), "min_width": int(np.ceil(min_size[1]))}
-        )
-        try:
-            img = simplejpeg.decode_jpeg(buf, "RGB" if channels == 3 else "GRAY", **kw)
-            return img if channels == 3 else img[:, :, 0]
-        except ValueError:
-            pass
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
-    if img is None or not img.size:
-        return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if channels == 3 else img
 
 
 class Geometry:
@@ -73,31 +40,29 @@ class Geometry:
 
     def load(self, buf, rng, out):
         """Decode `buf` and write its augmented (H, W, C) RGB uint8 into `out`; False if it does not decode."""
-        size = jpeg_size(buf) if self.rrc else None
-        if size:  # choose the window first, so a window much bigger than the output decodes at a reduced scale
-            y, x, ch, cw = self._rrc_window(*size, rng)
-            shrink = min(ch / self.height, cw / self.width)
-            img = decode(buf, self.channels, size if shrink < 2 else (size[0] / shrink, size[1] / shrink))
-            if img is None:
-                return False
-            fy, fx = img.shape[0] / size[0], img.shape[1] / size[1]
-            y, x, ch, cw = int(y * fy), int(x * fx), max(1, int(ch * fy)), max(1, int(cw * fx))
-            img = cv2.resize(img[y : y + ch, x : x + cw], (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        else:
-            img = decode(buf, self.channels)
-            if img is None:
-                return False
-            if self.rrc:
-                y, x, ch, cw = self._rrc_window(*img.shape[:2], rng)
-                img = cv2.resize(img[y : y + ch, x : x + cw], (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-            else:
-                img = self._scale_pad_crop(img, rng)
-        if img.ndim == 2:
-            img = img[:, :, None]
+        try:
+            img = self._rrc(buf, rng) if self.rrc else self._scale_pad_crop(image.decode(buf, self.channels)[0], rng)
+        except ValueError:
+            return False
         if self.mirror and rng.random() < 0.5:
             img = img[:, ::-1]
-        out[...] = img
+        out[...] = img.reshape(out.shape)  # OpenCV drops the channel axis of 1-channel images
         return True
+
+    def _rrc(self, buf, rng):
+        """Random-resized crop; a JPEG's window is chosen from its header, so a big window decodes at reduced scale."""
+        size = image.jpeg_size(buf)
+        window = self._rrc_window(*size, rng) if size else None
+        shrink = min(window[2] / self.height, window[3] / self.width) if window else 1
+        img, full = image.decode(buf, self.channels, int(np.ceil(min(size) / shrink)) if shrink >= 2 else 0)
+        if window is None:
+            window = self._rrc_window(*full, rng)
+        elif tuple(full) != tuple(size):  # EXIF rotated the image by 90 degrees: rotate the window with it
+            window = (window[1], window[0], window[3], window[2])
+        fy, fx = img.shape[0] / full[0], img.shape[1] / full[1]
+        y, x, ch, cw = int(window[0] * fy), int(window[1] * fx), int(window[2] * fy), int(window[3] * fx)
+        crop = img[y : y + max(1, ch), x : x + max(1, cw)]
+        return cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
 
     def _rrc_window(self, h, w, rng):
         """Inception-style window: area fraction and log-uniform aspect ratio, 10 tries, then the centre."""

@@ -343,3 +343,29 @@ def test_dali_backend_survives_a_bad_image(tmp_path):
     batches = list(train)
     assert sum(len(b[1]) for b in batches) == 7
     assert train.bad_images == 1
+
+
+def test_large_window_decodes_at_reduced_scale_with_the_same_picture():
+    """A window 4x the output decodes at 1/4 DCT scale: the result must match a full decode + resize."""
+    big = cv2.resize(random_images(1, 96, 128)[0], (1024, 768), interpolation=cv2.INTER_CUBIC)
+    buf = cv2.imencode(".jpg", big[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    args = make_args(
+        "--random-resized-crop",
+        "1",
+        "--min-random-area",
+        "1",
+        "--max-random-aspect-ratio",
+        "1.333",
+        "--min-random-aspect-ratio",
+        "1.333",
+    )
+    geo = augment.Geometry(args, (3, 96, 128), train=True)
+    out = np.empty((96, 128, 3), np.uint8)
+    assert geo.load(buf, np.random.default_rng(0), out)
+    full = cv2.resize(
+        cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1],
+        (128, 96),
+        interpolation=cv2.INTER_AREA,
+    )
+    assert np.abs(out.astype(int) - full).mean() < 3
+    assert not geo.load(b"\xff\xd8\xff\xe0 truncated", np.random.default_rng(0), out)
