@@ -318,3 +318,16 @@ def test_ssh_sync_dst_dir_runs_there(work, hosts, tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"[127.0.0.3 rank 1] {dst} True x" in proc.stdout
+
+
+def test_ssh_interface_picks_coordinator_address(work, hosts):
+    path = hosts.write_hostfile(work / "hosts")
+    code = "import os; e = os.environ; print(e['MASTER_ADDR'], e['GLOO_SOCKET_IFNAME'], e['NCCL_SOCKET_IFNAME'])"
+    proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "--interface", "lo", "python", "-c", code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "coordinator 127.0.0.1:" in proc.stdout
+    assert "[127.0.0.3 rank 1] 127.0.0.1 lo lo" in proc.stdout
+    proc, _ = launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "--interface", "nosuch0", "true")
+    assert proc.returncode == 2
+    assert "host 127.0.0.2 has no IPv4 interface nosuch0; it has " in proc.stderr
+    assert "lo" in proc.stderr.rsplit("it has ", 1)[1].split(", ")
