@@ -1,0 +1,110 @@
+"""Scoring speed: `score.py` against MXNet 1.9.1's scoring loop (score.py's), same checkpoint, same .rec, same cores.
+
+Both score the MXNet resnet-18 checkpoint of the golden fixtures (3x224x224, 1000 classes) on ImageNet-like JPEGs
+packed with --resize 256: centre crop, batch 32, 2 decoding threads, one pass, images/s over the whole pass
+(decode included, as MXNet's score.py measures). The two accuracies are printed too: they should agree.
+`--int8` instead times float32 against int8 (torch.ao, x86) for resnet-18 and resnet-50 on a fixed batch.
+  python benchmarks/bench_score.py [--images 256] [--batch-size 32] [--threads 2] [--work DIR] [--int8]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks.bench_io import PEER_PY, pack  # noqa: E402
+
+FIXTURE = os.path.join(REPO, "..", "shared", "fixtures", "mxnet", "resnet-18")
+MXNET_SCRIPT = """
+import sys, time, mxnet as mx
+prefix, rec, bs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sym, arg_params, aux_params = mx.model.load_checkpoint(prefix, 3)
+it = mx.io.ImageRecordIter(path_imgrec=rec, data_shape=(3, 224, 224), batch_size=bs, label_width=1,
+    preprocess_threads=threads, rand_crop=False, rand_mirror=False, label_name='softmax_label',
+    mean_r=123.68, mean_g=116.779, mean_b=103.939)
+mod = mx.mod.Module(symbol=sym, context=mx.cpu(), label_names=['softmax_label'])
+mod.bind(for_training=False, data_shapes=it.provide_data, label_shapes=it.provide_label)
+mod.set_params(arg_params, aux_params)
+acc = mx.metric.create('acc')
+n, tic = 0, time.time()
+for batch in it:
+    mod.forward(batch, is_train=False)
+    mod.update_metric(acc, batch.label)
+    n += bs - batch.pad
+print("SPEED", n / (time.time() - tic), "ACC", acc.get()[1])
+"""
+
+
+def suite(rec, bs, threads):
+    """(images/s, accuracy) of score.py on rec."""
+    cmd = [sys.executable, os.path.join(REPO, "score.py"), "--model", FIXTURE, "--load-epoch", "3"]
+    cmd += ["--data-val", rec, "--batch-size", str(bs), "--data-nthreads", str(threads)]
+    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stderr
+    speed = float(re.search(r"Finished with ([\d.]+) images per second", out).group(1))
+    return speed, float(re.search(r"\('accuracy', ([\d.e-]+)\)", out).group(1))
+
+
+def peer(rec, bs, threads):
+    """(images/s, accuracy) of MXNet's scoring loop on rec."""
+    out = subprocess.run(
+        [PEER_PY, "-c", MXNET_SCRIPT, FIXTURE, rec, str(bs), str(threads)], check=True, capture_output=True, text=True
+    ).stdout
+    m = re.search(r"SPEED ([\d.]+) ACC ([\d.e-]+)", out)
+    return float(m.group(1)), float(m.group(2))
+
+
+def int8_speeds(bs, repeats=3):
+    """Print float32 (BatchNorm folded) and int8 latency of one batch for resnet-18/50, torchvision and MXNet's."""
+    import torch
+    import torchvision
+
+    import symbols
+    from common import modelzoo
+    from tools.export import quantize_int8
+
+    x = torch.randn(bs, 3, 224, 224)
+    nets = [(f"torchvision {n}", lambda n=n: torchvision.models.get_model(n)) for n in ("resnet18", "resnet50")]
+    nets += [(f"MXNet resnet-{d}", lambda d=d: symbols.get_symbol("resnet", num_layers=d)) for d in (18, 50)]
+    for name, build in nets:
+        fp32 = modelzoo.for_inference(build().eval())
+        int8 = quantize_int8(fp32, [(x, None)], lambda t: t, 1)
+        times = []
+        with torch.inference_mode():
+            for model in (fp32, int8):
+                model(x)
+                tic = time.time()
+                for _ in range(repeats):
+                    model(x)
+                times.append((time.time() - tic) / repeats)
+        speeds = f"float32 {bs / times[0]:.1f} img/s, int8 {bs / times[1]:.1f} img/s"
+        print(f"{name}: {speeds}, ratio {times[0] / times[1]:.2f}")
+
+
+def main():
+    """Pack the photos once, then score them with the suite and with MXNet back to back."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench_score"))
+    p.add_argument("--int8", action="store_true", help="time float32 against int8 instead")
+    args = p.parse_args()
+    if args.int8:
+        int8_speeds(args.batch_size)
+        return
+    rec = pack(args.work, args.images)
+    s_speed, s_acc = suite(rec, args.batch_size, args.threads)
+    m_speed, m_acc = peer(rec, args.batch_size, args.threads)
+    print(f"suite score.py: {s_speed:.2f} images/s, accuracy {s_acc:.4f}")
+    print(f"peer MXNet 1.9.1: {m_speed:.2f} images/s, accuracy {m_acc:.4f}")
+    print(f"ratio suite/peer: {s_speed / m_speed:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
