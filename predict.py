@@ -1,0 +1,110 @@
+"""Top-K classes with probabilities for image files (or every image in the folders given), as text and JSON.
+
+Each image is resized so its short side is the model's resize size (saved with zoo models; else the crop over
+0.875) and centre-cropped to --image-shape, then normalised with the model's saved mean and std. Class names
+come from --synset (one per line, MXNet's synset.txt) or from those saved with the checkpoint at training.
+"""
+
+import argparse
+import json
+import os
+
+import cv2
+import numpy as np
+import torch
+
+from common import modelzoo
+from common.augment import DeviceTransform
+from common.data import IMAGE_EXTS
+from common.fit import get_device
+from common.image import decode
+from common.util import UserError, atomic_write, main_guard
+from score import read_synset, resolve_preprocess
+
+
+def list_images(paths):
+    """The image files named, and those found (sorted, recursively) in the folders named."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in sorted(os.walk(path)):
+                files += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTS)]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such image file or folder")
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) in {', '.join(paths)}")
+    return files
+
+
+def load_image(path, pre):
+    """Decode path, resize its short side and centre-crop to pre.shape: (H, W, C) uint8 RGB."""
+    try:
+        with open(path, "rb") as f:
+            img, _ = decode(f.read(), pre.shape[0])
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable image ({err}); remove it or name other files") from None
+    c, h, w = pre.shape
+    side = pre.resize or round(max(h, w) / 0.875)
+    scale = side / min(img.shape[:2])
+    size = (max(w, round(img.shape[1] * scale)), max(h, round(img.shape[0] * scale)))
+    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    img = img[y : y + h, x : x + w]
+    return img.reshape(h, w, c)
+
+
+@torch.inference_mode()
+def predict(model, files, pre, device, top_k, batch_size, classes):
+    """[{path, top: [{class, name, probability}]}] for each file, top_k classes by probability."""
+    transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
+    results = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        batch = torch.from_numpy(np.stack([load_image(p, pre) for p in chunk])).to(device)
+        prob = torch.softmax(model(transform(batch)).float(), dim=1)
+        p, idx = prob.topk(min(top_k, prob.shape[1]), dim=1)
+        for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
+            top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]
+            results.append({"path": path, "top": top})
+    return results
+
+
+@main_guard
+def main(argv=None):
+    """Print the top-K classes of each image; --json also writes them as JSON."""
+    p = argparse.ArgumentParser(description="predict the classes of images")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
+    p.add_argument("--load-epoch", type=int, help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument("--top-k", type=int, default=5, help="how many classes to show per image")
+    p.add_argument("--synset", help="class names, one per line (default: saved with the model)")
+    p.add_argument("--json", help="also write the predictions to this JSON file ('-' for standard output)")
+    p.add_argument("--image-shape", help="C,H,W fed to the network (default: saved with the model)")
+    p.add_argument("--rgb-mean", help="mean rgb (default: saved with the model)")
+    p.add_argument("--rgb-std", help="std rgb (default: saved with the model)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--gpus", type=str, default="", help="the gpu to use, e.g. 0; empty means the CPU")
+    args = p.parse_args(argv)
+    files = list_images(args.images)
+    device = get_device(args.gpus)
+    model, info = modelzoo.load_model(args.model, args.load_epoch)
+    pre = resolve_preprocess(args, info)
+    classes = read_synset(args.synset) if args.synset else info.get("classes")
+    results = predict(model.to(device), files, pre, device, max(1, args.top_k), args.batch_size, classes)
+    text = json.dumps(results, indent=1) + "\n"
+    if args.json == "-":
+        print(text, end="")
+    else:
+        for r in results:
+            print(r["path"])
+            for rank, t in enumerate(r["top"], start=1):
+                print(f"  {rank}. {t['probability']:.4f}  {t['name']} ({t['class']})")
+        if args.json:
+            atomic_write(args.json, text, mode="w")
+    return results
+
+
+if __name__ == "__main__":
+    main()
