@@ -195,14 +195,14 @@ def load_states(prefix, epoch):
         raise UserError(f"{path} is not a readable training-state file ({err}); resume from another epoch") from None
 
 
-def append_metrics(prefix, record, begin_epoch):
-    """Add one epoch's metrics to PREFIX-metrics.jsonl (dropping lines from epochs a resume redoes); redraw."""
+def append_metrics(prefix, record):
+    """Add one epoch's metrics to PREFIX-metrics.jsonl (dropping lines of this and later epochs); redraw."""
     path = f"{prefix}-metrics.jsonl"
     lines = []
     if os.path.isfile(path):
         with open(path) as f:
             lines = [json.loads(line) for line in f if line.strip()]
-    lines = [r for r in lines if r["epoch"] < begin_epoch and r["epoch"] != record["epoch"]] + [record]
+    lines = [r for r in lines if r["epoch"] < record["epoch"]] + [record]
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in lines), mode="w")
     plot_curves(f"{prefix}-curve.png", lines)
 

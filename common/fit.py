@@ -317,7 +317,7 @@ def fit(args, network, data_loader):
         if args.model_prefix and kv.rank == 0:
             if (epoch + 1) % args.save_period == 0:
                 _save(ctx, epoch + 1)
-            checkpoint.append_metrics(args.model_prefix, record, begin or 0)
+            checkpoint.append_metrics(args.model_prefix, record)
     return checkpoint.unwrap(ctx.model)
 
 
@@ -333,7 +333,8 @@ def _setup(args, kv, device, network, train):
     shape = data.parse_shape(args.image_shape)
     conv = any(isinstance(m, nn.Conv2d) for m in network.modules())
     channels_last = bool(args.channels_last) and conv
-    init_weights(network, args.initializer, args.network)
+    if not getattr(network, "initialized", False):  # fine-tune.py hands over pretrained weights
+        init_weights(network, args.initializer, args.network)
     raw = network.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model = raw
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -1,0 +1,52 @@
+"""Train CIFAR-10 from .rec files with MXNet's example interface; fetches and packs the dataset when missing."""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import data, fit  # noqa: E402
+from common.util import main_guard  # noqa: E402
+from data import cifar10  # noqa: E402
+
+
+def parse_args(argv=None):
+    """MXNet's train_cifar10 flags and defaults."""
+    parser = argparse.ArgumentParser(
+        description="train cifar10", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=str, default="data/cifar10", help="where the .rec files are made")
+    parser.add_argument("--cifar10-url", type=str, default=cifar10.URL, help="the CIFAR-10 python archive")
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    aug = data.add_data_aug_args(parser)
+    data.set_data_aug_level(aug, 2)
+    parser.set_defaults(
+        network="resnet",
+        num_layers=110,
+        num_classes=10,
+        num_examples=50000,
+        image_shape="3,28,28",
+        pad_size=4,
+        batch_size=128,
+        num_epochs=300,
+        lr=0.05,
+        lr_step_epochs="200,250",
+    )
+    return parser.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    """Make the .rec files if they are missing, build the network, train."""
+    args = parse_args(argv)
+    if not args.benchmark and not (args.data_train and args.data_val):
+        train_rec, val_rec = cifar10.prepare(args.data_dir, args.cifar10_url)
+        args.data_train, args.data_val = args.data_train or train_rec, args.data_val or val_rec
+    args.classes = list(cifar10.CLASSES)
+    fit.fit(args, fit.get_network(args), data.get_rec_iter)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Train ImageNet (or any class-folder / .rec dataset) with MXNet's example interface and defaults."""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import data, fit  # noqa: E402
+from common.util import main_guard  # noqa: E402
+
+
+def parse_args(argv=None):
+    """MXNet's train_imagenet flags and defaults (augmentation level 3)."""
+    parser = argparse.ArgumentParser(
+        description="train imagenet-1k", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    aug = data.add_data_aug_args(parser)
+    data.set_data_aug_level(aug, 3)
+    parser.set_defaults(
+        network="resnet",
+        num_layers=50,
+        num_classes=1000,
+        num_examples=1281167,
+        image_shape="3,224,224",
+        min_random_scale=1,  # for images whose short side is k, 256/k (e.g. 0.533 for 480)
+        num_epochs=80,
+        lr_step_epochs="30,60",
+        dtype="float32",
+    )
+    return parser.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    """Build the network and train it on --data-train / --data-val (or synthetic data with --benchmark 1)."""
+    args = parse_args(argv)
+    fit.fit(args, fit.get_network(args), data.get_rec_iter)
+
+
+if __name__ == "__main__":
+    main()
