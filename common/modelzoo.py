@@ -313,7 +313,12 @@ def load_checkpoint(prefix, epoch=None):
     doc = checkpoint.read_symbol(prefix)
     epoch = _pick_epoch(prefix, epoch)
     arguments = {k: v for k, v in (doc.get("arguments") or {}).items() if v is not None}
-    model = symbols.get_symbol(doc["network"], **arguments)
+    if doc["network"] in zoo_names():  # a fine-tuned torchvision network
+        from torchvision import models
+
+        model = models.get_model(doc["network"], num_classes=arguments.get("num_classes", 1000))
+    else:
+        model = symbols.get_symbol(doc["network"], **arguments)
     checkpoint.load_params(checkpoint.params_path(prefix, epoch), model, doc["network"])
     info = {"source": f"checkpoint {checkpoint.params_path(prefix, epoch)}", "network": doc["network"]}
     info.update(arguments=arguments, preprocess=doc.get("preprocess") or {}, classes=doc.get("classes"), epoch=epoch)

@@ -1,0 +1,134 @@
+"""Fine-tune a pretrained model (the suite's checkpoint, an MXNet checkpoint or a zoo name) on new classes.
+
+The network is kept up to --layer-before-fullc (default: the layer that feeds the last classifier) and a new
+fully connected classifier with --num-classes outputs is put behind it; every other weight is the pretrained one.
+--freeze-backbone trains the new classifier only; --pretrained-lr-mult scales the gradients of the pretrained
+layers (with SGD/NAG, exactly their learning rate). Data: a .rec or a folder of class subfolders.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import data, fit, modelzoo  # noqa: E402
+from common.util import UserError, choice_error, main_guard  # noqa: E402
+
+
+def parse_args(argv=None):
+    """MXNet's fine-tune flags and defaults, with the fit and data groups."""
+    parser = argparse.ArgumentParser(
+        description="fine-tune a pretrained model", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    aug = data.add_data_aug_args(parser)
+    data.set_data_aug_level(aug, 2)
+    ft = parser.add_argument_group("Fine-tune", "the pretrained model")
+    ft.add_argument("--pretrained-model", required=True, help="checkpoint prefix (ours or MXNet's) or a zoo name")
+    ft.add_argument("--pretrained-epoch", type=int, help="epoch of the pretrained checkpoint (default: the last)")
+    ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
+    ft.add_argument("--freeze-backbone", type=int, default=0, help="1: train the new classifier only")
+    ft.add_argument("--pretrained-lr-mult", type=float, default=1.0, help="learning-rate factor of pretrained layers")
+    parser.set_defaults(
+        image_shape=None, rgb_mean=None, rgb_std=None, num_epochs=30, lr=0.01, lr_step_epochs="20", wd=0, mom=0
+    )
+    return parser.parse_args(argv)
+
+
+def _output_shape(modules, shape):
+    """Shape of the output of the modules run on one blank image of `shape`."""
+    with torch.no_grad():
+        return tuple(nn.Sequential(*modules).eval()(torch.zeros(1, *shape)).shape)
+
+
+def replace_head(model, layer, num_classes, shape):
+    """Keep model up to `layer`, add a new classifier; return (model, new head name, names of dropped layers)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("the pretrained network has no fully connected classifier to replace")
+    if not isinstance(model, nn.Sequential):
+        if layer != "auto":  # only the Sequential networks expose a cut point by name
+            raise choice_error("--layer-before-fullc", layer, ["auto"])
+        parent, _, leaf = linears[-1].rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        old = getattr(owner, leaf)
+        setattr(owner, leaf, nn.Linear(old.in_features, num_classes))
+        return model, linears[-1], [linears[-1]]
+    names = [n for n, _ in model.named_children()]
+    if layer == "auto":
+        last_fc = max(i for i, n in enumerate(names) if isinstance(model.get_submodule(n), nn.Linear))
+        cut = last_fc - 1
+    elif layer in names[:-1]:
+        cut = names.index(layer)
+    else:
+        raise choice_error("--layer-before-fullc", layer, names[:-1])
+    kept = [(n, model.get_submodule(n)) for n in names[: cut + 1]]
+    head = linears[-1].split(".")[0]
+    if head in dict(kept):
+        head = f"{head}_new"
+    out = _output_shape([m for _, m in kept], shape)
+    fc = nn.Linear(int(torch.tensor(out[1:]).prod()), num_classes)
+    layers = OrderedDict(kept)
+    layers[head] = fc if len(out) == 2 else nn.Sequential(nn.Flatten(), fc)  # a feature map is flattened first
+    return nn.Sequential(layers), head, names[cut + 1 :]
+
+
+def prepare(args):
+    """Load the pretrained model, take its preprocessing where no flag gives one, and replace its classifier."""
+    model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch)
+    pre = info.get("preprocess") or {}
+    args.image_shape = args.image_shape or ",".join(str(v) for v in pre.get("image_shape", (3, 224, 224)))
+    args.rgb_mean = args.rgb_mean or ",".join(str(v) for v in pre.get("rgb_mean", modelzoo.MXNET_MEAN))
+    args.rgb_std = args.rgb_std or ",".join(str(v) for v in pre.get("rgb_std", modelzoo.MXNET_STD))
+    if not args.num_classes:
+        raise UserError("--num-classes is required: the number of classes of the new data")
+    args.network = info["network"]
+    args.num_layers = info.get("arguments", {}).get("num_layers", args.num_layers)
+    before = dict(model.state_dict())
+    model, head, dropped = replace_head(
+        model, args.layer_before_fullc, args.num_classes, data.parse_shape(args.image_shape)
+    )
+    logging.info("fine-tuning %s (%s) for %d classes", info["source"], info["network"], args.num_classes)
+    kept = [k for k in model.state_dict() if k in before and not k.startswith(head + ".")]
+    logging.info("loaded %d pretrained arrays; reinitialised the new classifier %s", len(kept), head)
+    ignored = sorted({k.split(".")[0] for k in before if k not in kept})
+    if ignored:
+        logging.info("ignored the pretrained layers after --layer-before-fullc: %s", ", ".join(ignored))
+    if dropped and args.layer_before_fullc == "auto":
+        logging.info("the pretrained classifier (%s) is replaced by one with %d outputs", dropped[-1], args.num_classes)
+    return model, head
+
+
+def tune_backbone(model, head, freeze, lr_mult):
+    """Freeze the pretrained layers, or scale their gradients by lr_mult (their SGD learning rate)."""
+    for name, p in model.named_parameters():
+        if name.startswith(head + "."):
+            continue
+        if freeze:
+            p.requires_grad_(False)
+        elif lr_mult != 1.0 and p.requires_grad:
+            p.register_hook(lambda g, m=lr_mult: g * m)
+
+
+@main_guard
+def main(argv=None):
+    """Fine-tune --pretrained-model on --data-train, checkpoints under --model-prefix."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    if args.pretrained_lr_mult != 1.0 and args.optimizer.lower() not in ("sgd", "nag"):
+        raise UserError(f"--pretrained-lr-mult works with --optimizer sgd or nag, not {args.optimizer}")
+    model, head = prepare(args)
+    tune_backbone(model, head, args.freeze_backbone, args.pretrained_lr_mult)
+    model.initialized = True  # fit must not re-initialise the pretrained weights
+    return fit.fit(args, model, data.get_rec_iter)
+
+
+if __name__ == "__main__":
+    main()
