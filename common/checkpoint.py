@@ -18,6 +18,7 @@ import re
 import torch
 from safetensors.torch import load, save
 
+from common import data
 from common.util import UserError, atomic_write
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -227,3 +228,63 @@ def plot_curves(path, records):
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, buf.getvalue())
+
+
+def save_training(ctx, epoch):
+    """Write PREFIX-%04d.params and .states for `epoch` epochs done."""
+    prefix, cuda = ctx.args.model_prefix, ctx.device.type == "cuda"
+    save_params(prefix, epoch, ctx.raw)
+    states = {
+        "epoch": epoch,
+        "step": ctx.step,
+        "optimizer": ctx.opt.state_dict(),
+        "scaler": ctx.scaler.state_dict(),
+        "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
+        "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(ctx.device) if cuda else None},
+        "schedule": ctx.schedule,
+    }
+    save_states(prefix, epoch, states)
+    ctx.log(f'Saved checkpoint to "{params_path(prefix, epoch)}"')
+
+
+def resume_training(ctx, epoch):
+    """Load the weights and training state of `epoch`; announce what the new flags change."""
+    args, prefix = ctx.args, ctx.args.model_prefix
+    load_params(params_path(prefix, epoch), ctx.raw, args.network)
+    states = load_states(prefix, epoch)
+    ctx.opt.load_state_dict(states["optimizer"])
+    for g, wd in zip(ctx.opt.param_groups, (args.wd, 0.0)):  # the flags of this run, not of the saved one
+        g["weight_decay"] = wd
+        if "momentum" in g:
+            g["momentum"] = args.mom
+    if states["scaler"]:
+        ctx.scaler.load_state_dict(states["scaler"])
+    if ctx.ema is not None and states["ema"] is not None:
+        ctx.ema.load_state_dict(states["ema"])
+    torch.set_rng_state(states["rng"]["cpu"])
+    if ctx.device.type == "cuda" and states["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(states["rng"]["cuda"], ctx.device)
+    ctx.step = states["step"]
+    ctx.log(f"Loaded model {params_path(prefix, epoch)}: resuming at epoch {epoch}, step {ctx.step}")
+    old = states.get("schedule") or {}
+    changed = [f"{k} {old.get(k)} -> {v}" for k, v in ctx.schedule.items() if old.get(k) != v]
+    if changed:
+        ctx.log("Schedule changed on resume: " + ", ".join(changed))
+
+
+def write_symbol_for(args, train):
+    """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
+    folder = os.path.dirname(args.model_prefix)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    arguments = {"num_classes": args.num_classes, "num_layers": args.num_layers, "image_shape": args.image_shape}
+    preprocess = {
+        "image_shape": list(data.parse_shape(args.image_shape)),
+        "rgb_mean": data.parse_floats(args.rgb_mean, "rgb-mean"),
+        "rgb_std": data.parse_floats(args.rgb_std, "rgb-std"),
+        "channel_order": "RGB",
+        "layout": "NCHW",
+        "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
+    }
+    classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
+    write_symbol(args.model_prefix, args.network, arguments, preprocess, classes)

@@ -9,7 +9,6 @@ Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_trai
 
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -286,7 +285,7 @@ def fit(args, network, data_loader):
         return None
     ctx = _setup(args, kv, device, network, train)
     if begin:
-        _resume(ctx, begin)
+        checkpoint.resume_training(ctx, begin)
     for g in ctx.opt.param_groups:
         g["lr"] = args.lr * ctx.lr_mult(ctx.step)
     ctx.log(
@@ -294,7 +293,7 @@ def fit(args, network, data_loader):
         f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
     )
     if args.model_prefix and kv.rank == 0:
-        _write_symbol(args, train)
+        checkpoint.write_symbol_for(args, train)
     for epoch in range(begin or 0, args.num_epochs):
         tic = time.time()
         train.set_epoch(epoch)
@@ -316,7 +315,7 @@ def fit(args, network, data_loader):
         ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
         if args.model_prefix and kv.rank == 0:
             if (epoch + 1) % args.save_period == 0:
-                _save(ctx, epoch + 1)
+                checkpoint.save_training(ctx, epoch + 1)
             checkpoint.append_metrics(args.model_prefix, record)
     return checkpoint.unwrap(ctx.model)
 
@@ -388,66 +387,6 @@ def _schedule_text(args, steps_per_epoch, accum):
         "wd": args.wd,
         "mom": args.mom,
     }
-
-
-def _save(ctx, epoch):
-    """Write PREFIX-%04d.params and .states for `epoch` epochs done."""
-    prefix, cuda = ctx.args.model_prefix, ctx.device.type == "cuda"
-    checkpoint.save_params(prefix, epoch, ctx.raw)
-    states = {
-        "epoch": epoch,
-        "step": ctx.step,
-        "optimizer": ctx.opt.state_dict(),
-        "scaler": ctx.scaler.state_dict(),
-        "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
-        "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(ctx.device) if cuda else None},
-        "schedule": ctx.schedule,
-    }
-    checkpoint.save_states(prefix, epoch, states)
-    ctx.log(f'Saved checkpoint to "{checkpoint.params_path(prefix, epoch)}"')
-
-
-def _resume(ctx, epoch):
-    """Load the weights and training state of `epoch`; announce what the new flags change."""
-    args, prefix = ctx.args, ctx.args.model_prefix
-    checkpoint.load_params(checkpoint.params_path(prefix, epoch), ctx.raw, args.network)
-    states = checkpoint.load_states(prefix, epoch)
-    ctx.opt.load_state_dict(states["optimizer"])
-    for g, wd in zip(ctx.opt.param_groups, (args.wd, 0.0)):  # the flags of this run, not of the saved one
-        g["weight_decay"] = wd
-        if "momentum" in g:
-            g["momentum"] = args.mom
-    if states["scaler"]:
-        ctx.scaler.load_state_dict(states["scaler"])
-    if ctx.ema is not None and states["ema"] is not None:
-        ctx.ema.load_state_dict(states["ema"])
-    torch.set_rng_state(states["rng"]["cpu"])
-    if ctx.device.type == "cuda" and states["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state(states["rng"]["cuda"], ctx.device)
-    ctx.step = states["step"]
-    ctx.log(f"Loaded model {checkpoint.params_path(prefix, epoch)}: resuming at epoch {epoch}, step {ctx.step}")
-    old = states.get("schedule") or {}
-    changed = [f"{k} {old.get(k)} -> {v}" for k, v in ctx.schedule.items() if old.get(k) != v]
-    if changed:
-        ctx.log("Schedule changed on resume: " + ", ".join(changed))
-
-
-def _write_symbol(args, train):
-    """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
-    folder = os.path.dirname(args.model_prefix)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    arguments = {"num_classes": args.num_classes, "num_layers": args.num_layers, "image_shape": args.image_shape}
-    preprocess = {
-        "image_shape": list(data.parse_shape(args.image_shape)),
-        "rgb_mean": data.parse_floats(args.rgb_mean, "rgb-mean"),
-        "rgb_std": data.parse_floats(args.rgb_std, "rgb-std"),
-        "channel_order": "RGB",
-        "layout": "NCHW",
-        "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
-    }
-    classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
-    checkpoint.write_symbol(args.model_prefix, args.network, arguments, preprocess, classes)
 
 
 def _check_finite(prefix, value, epoch, where):

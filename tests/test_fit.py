@@ -1,0 +1,127 @@
+"""The loop's parts: learning-rate schedules, checkpoint files, parameter matching, NaN stop."""
+
+import argparse
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from common import checkpoint, data, fit
+from common.util import UserError
+
+
+def make_args(*argv):
+    """Parse the fit and data flags as an entry script would."""
+    parser = argparse.ArgumentParser()
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_are_mxnets():
+    a = make_args()
+    assert (a.kv_store, a.num_epochs, a.lr, a.lr_factor, a.optimizer, a.mom, a.wd) == (
+        "device",
+        100,
+        0.1,
+        0.1,
+        "sgd",
+        0.9,
+        1e-4,
+    )
+    assert (a.batch_size, a.disp_batches, a.save_period, a.top_k, a.dtype, a.warmup_epochs) == (
+        128,
+        20,
+        1,
+        0,
+        "float32",
+        5,
+    )
+
+
+def test_multi_factor_schedule_steps_at_epochs():
+    mult = fit.lr_schedule(make_args("--lr-step-epochs", "2,4", "--num-epochs", "6"), 10, 1)
+    assert [mult(s) for s in (0, 19, 20, 39, 40, 59)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_poly_and_cosine_schedules():
+    poly = fit.lr_schedule(make_args("--lr-step-epochs", "pow2", "--num-epochs", "2"), 10, 1)
+    assert poly(0) == 1 and poly(10) == pytest.approx(0.25) and poly(20) == 0
+    cos = fit.lr_schedule(make_args("--cosine", "1", "--num-epochs", "2"), 10, 1)
+    assert cos(10) == pytest.approx(0.5) and cos(20) == pytest.approx(0)
+
+
+def test_large_batch_warmup_ramps_to_scale():
+    mult = fit.lr_schedule(make_args("--warmup-epochs", "2", "--warmup-strategy", "power2"), 10, 4)
+    assert mult(0) == 1 and mult(10) == pytest.approx(1 + 3 * 0.25) and mult(20) == 4
+    with pytest.raises(UserError, match="linear"):
+        fit.lr_schedule(make_args("--warmup-strategy", "cubic"), 10, 4)
+
+
+def test_states_round_trip_optimizer(tmp_path):
+    model = nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    states = {"optimizer": opt.state_dict(), "step": 7, "rng": torch.get_rng_state(), "none": None}
+    checkpoint.save_states(str(tmp_path / "m"), 1, states)
+    back = checkpoint.load_states(str(tmp_path / "m"), 1)
+    assert back["step"] == 7 and back["none"] is None and torch.equal(back["rng"], states["rng"])
+    opt2 = torch.optim.Adam(nn.Linear(3, 2).parameters(), lr=0.5)
+    opt2.load_state_dict(back["optimizer"])
+    assert opt2.param_groups[0]["lr"] == 0.01
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_params_strip_wrappers_and_name_mismatch(tmp_path):
+    wrapped = nn.Sequential()
+    wrapped.add_module("module", nn.Sequential(nn.Linear(3, 2)))
+    checkpoint.save_params(str(tmp_path / "m"), 1, wrapped)
+    other = nn.Sequential(nn.Linear(3, 2))
+    checkpoint.load_params(str(tmp_path / "m-0001.params"), other)
+    assert torch.equal(other[0].weight, wrapped.module[0].weight)
+    with pytest.raises(UserError, match=r"'0.weight' has shape \(2, 3\) in the file but \(5, 3\)"):
+        checkpoint.load_params(str(tmp_path / "m-0001.params"), nn.Sequential(nn.Linear(3, 5)))
+
+
+class NaNNet(nn.Module):
+    """A network whose output turns NaN after its first epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.fc(x.flatten(1))
+        return out * math.nan if self.calls > 4 else out
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    prefix = str(tmp_path / "nan")
+    args = make_args(
+        "--image-shape",
+        "1,2,2",
+        "--num-classes",
+        "3",
+        "--batch-size",
+        "2",
+        "--num-epochs",
+        "3",
+        "--model-prefix",
+        prefix,
+        "--rgb-mean",
+        "0,0,0",
+        "--lr",
+        "0.01",
+        "--network",
+        "nan",
+    )
+    images = torch.randint(0, 255, (8, 2, 2, 1), dtype=torch.uint8).numpy()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1], dtype=torch.float32).numpy()
+    loader = lambda a, kv: (data.ArrayIter(images, labels, 2, shuffle=True), None)  # noqa: E731
+    with pytest.raises(UserError, match=r"loss is nan in epoch 1 .*nan-0001.params is intact"):
+        fit.fit(args, NaNNet(), loader)
+    assert checkpoint.saved_epochs(prefix) == [1]
