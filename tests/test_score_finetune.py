@@ -56,9 +56,7 @@ def test_score_reports_match_direct_evaluation(cli, fixtures, tiny, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_score_max_examples_and_bad_flags(cli, fixtures, tiny):
-    proc = cli("score.py", "--model", fixtures / "mlp", "--data-val", tiny, "--max-num-examples", "5", check=0)
-    assert "preprocessing: image_shape 1,28,28" in proc.stderr
+def test_score_bad_flags(cli, fixtures, tiny):
     proc = cli("score.py", "--model", fixtures / "mlp", "--data-val", tiny, "--dtype", "int4", check=2)
     assert "valid values: float32, float16, bfloat16, int8" in proc.stderr
     proc = cli("score.py", "--model", fixtures / "mlp", "--data-val", fixtures / "nope.rec", check=2)

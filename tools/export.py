@@ -4,8 +4,9 @@
   --format torch-export  a torch.export program (.pt2), checked the same way after loading it back
   --format int8          post-training static int8 quantization for the CPU (torch.ao FX, x86 backend),
                          calibrated on batches of --data-calib, saved as TorchScript with its preprocessing
-The sample is the first batch of --data-val when given, else random images. The check fails (exit 2) when the
-top-1 classes differ or, for onnx and torch-export, a logit is off by more than 1e-3 of the largest one.
+The sample is the first batch of --data-val (else --data-calib) when given, else random images. For onnx and
+torch-export the check fails (exit 2) when a top-1 class differs or a logit is off by more than 1e-3 of the largest;
+for int8 the agreement is reported (score.py --dtype int8 measures the accuracy change on a whole dataset).
 """
 
 import argparse
@@ -54,13 +55,14 @@ def quantize_int8(model, calib, transform, num_batches):
 
 
 def sample_batch(args, pre):
-    """(uint8 NHWC batch, normalising transform) for the checks: --data-val's first batch, else random images."""
+    """(uint8 NHWC batch, normalising transform) for the checks: the data's first batch, else random images."""
     import score
     from common.augment import DeviceTransform
 
     transform = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
-    if args.data_val:
-        x, _ = next(iter(score.val_iter(args.data_val, "", pre, args.batch_size, 2)))
+    path = args.data_val or args.data_calib
+    if path:
+        x, _ = next(iter(score.val_iter(path, "", pre, args.batch_size, 2)))
         return x, transform
     c, h, w = pre.shape
     return torch.randint(0, 256, (args.batch_size, h, w, c), dtype=torch.uint8), transform
@@ -75,8 +77,8 @@ def compare(name, ref, out, logits_too):
     line = (
         f"{name}: top-1 agreement {agree:.4f} on {len(ref)} images, largest logit difference {err:.2e} of the largest"
     )
-    if (logits_too and err > TOLERANCE) or (not logits_too and agree < 0.9) or (logits_too and agree < 1.0):
-        raise UserError(f"check failed: {line}")
+    if logits_too and (err > TOLERANCE or agree < 1.0):  # int8 is reported, not judged: score.py measures it
+        raise UserError(f"check failed: {line}; the file is written, but do not ship it without a look")
     return line
 
 

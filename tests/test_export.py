@@ -1,0 +1,71 @@
+"""tools/export.py: ONNX (onnxruntime), torch.export and int8 on MXNet's fixtures; score.py --dtype int8."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_onnx_gives_mxnet_logits(cli, fixtures, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "lenet.onnx"
+    proc = cli("tools/export.py", "--model", fixtures / "lenet", "--format", "onnx", "--output", out, check=0)
+    assert re.search(r"onnx: top-1 agreement 1\.0000 on 8 images, largest logit difference [\d.e+-]+", proc.stderr)
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert meta["network"] == "lenet" and meta["preprocess"]["image_shape"] == [1, 28, 28]
+    io = np.load(fixtures / "lenet-io.npz")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: io["x"]})[0]  # batch 2: the batch axis is dynamic
+    assert np.abs(logits - io["logits"]).max() <= 1e-4 * np.abs(io["logits"]).max()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_torch_export_program(cli, fixtures, tmp_path):
+    out = tmp_path / "mlp.pt2"
+    proc = cli("tools/export.py", "--model", fixtures / "mlp", "--format", "torch-export", "--output", out, check=0)
+    assert "torch-export: top-1 agreement 1.0000" in proc.stderr
+    extra = {"preprocess.json": ""}
+    program = torch.export.load(str(out), extra_files=extra)
+    assert json.loads(extra["preprocess.json"])["network"] == "mlp"
+    io = np.load(fixtures / "mlp-io.npz")
+    logits = program.module()(torch.from_numpy(io["x"])).detach().numpy()
+    assert np.abs(logits - io["logits"]).max() <= 1e-4 * np.abs(io["logits"]).max()
+
+
+def test_int8_export_and_errors(cli, fixtures, tmp_path):
+    tiny = fixtures / "im2rec" / "tiny.rec"
+    out = tmp_path / "lenet-int8.pt"
+    proc = cli(
+        "tools/export.py",
+        *("--model", fixtures / "lenet", "--format", "int8", "--output", out, "--data-calib", tiny),
+        check=0,
+    )
+    agree = float(re.search(r"int8: top-1 agreement ([\d.]+)", proc.stderr).group(1))
+    assert 0.0 <= agree <= 1.0
+    scripted = torch.jit.load(str(out))
+    assert any("quantized" in str(n.kind()) for n in scripted.inlined_graph.nodes())
+    io = np.load(fixtures / "lenet-io.npz")
+    assert scripted(torch.from_numpy(io["x"])).shape == (2, 10)
+    proc = cli("tools/export.py", "--model", fixtures / "lenet", "--format", "tflite", "--output", out, check=2)
+    assert "valid values: onnx, torch-export, int8" in proc.stderr
+    proc = cli("tools/export.py", "--model", fixtures / "lenet", "--format", "int8", "--output", out, check=2)
+    assert "needs calibration images" in proc.stderr
+
+
+@pytest.mark.slow
+def test_score_int8_reports_change_and_speedup(cli, fixtures, tmp_path):
+    tiny = fixtures / "im2rec" / "tiny.rec"
+    report = tmp_path / "r.json"
+    proc = cli(
+        "score.py",
+        *("--model", fixtures / "resnet-20", "--data-val", tiny, "--image-shape", "3,28,28", "--dtype", "int8"),
+        *("--batch-size", "3", "--report-json", report),
+        check=0,
+    )
+    m = re.search(r"int8 vs float32: accuracy ([+-][\d.]+), top-5 ([+-][\d.]+), speed-up ([\d.]+)x", proc.stderr)
+    doc = json.loads(report.read_text())
+    assert float(m.group(1)) == pytest.approx(doc["int8"]["accuracy"] - doc["accuracy"], abs=1e-4)
+    assert doc["int8"]["num_examples"] == 9
