@@ -20,6 +20,9 @@ setup(
         "simplejpeg>=1.7,<2",
         "matplotlib>=3.7",
         "timm>=1.0,<2",
+        "onnx>=1.16,<2",
+        "onnxruntime>=1.18,<2",
+        "onnxscript>=0.3,<1",
     ],
     extras_require={
         # DALI's CPU pipeline decodes only the crop window; used when installed, optional elsewhere.
