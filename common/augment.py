@@ -44,13 +44,21 @@ class Geometry:
             img = self._rrc(buf, rng) if self.rrc else self._scale_pad_crop(image.decode(buf, self.channels)[0], rng)
         except ValueError:
             return False
-        if self.mirror and rng.random() < 0.5:
-            img = img[:, ::-1]
-        out[...] = img.reshape(out.shape)  # OpenCV drops the channel axis of 1-channel images
+        flip = self.mirror and rng.random() < 0.5
+        dst = out if self.channels == 3 else out[:, :, 0]  # OpenCV drops the channel axis of 1-channel images
+        # resize and flip straight into the batch buffer: no intermediate copies on the hot path
+        if img.shape[:2] != dst.shape[:2]:
+            cv2.resize(img, (self.width, self.height), dst=dst, interpolation=cv2.INTER_LINEAR)
+            if flip:
+                cv2.flip(dst, 1, dst=dst)
+        elif flip:
+            cv2.flip(np.ascontiguousarray(img), 1, dst=dst)
+        else:
+            dst[...] = img.reshape(dst.shape)
         return True
 
     def _rrc(self, buf, rng):
-        """Random-resized crop; a JPEG's window is chosen from its header, so a big window decodes at reduced scale."""
+        """The random-resized-crop window of the image; a big window of a JPEG decodes at reduced DCT scale."""
         size = image.jpeg_size(buf)
         window = self._rrc_window(*size, rng) if size else None
         shrink = min(window[2] / self.height, window[3] / self.width) if window else 1
@@ -61,8 +69,7 @@ class Geometry:
             window = (window[1], window[0], window[3], window[2])
         fy, fx = img.shape[0] / full[0], img.shape[1] / full[1]
         y, x, ch, cw = int(window[0] * fy), int(window[1] * fx), int(window[2] * fy), int(window[3] * fx)
-        crop = img[y : y + max(1, ch), x : x + max(1, cw)]
-        return cv2.resize(crop, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return img[y : y + max(1, ch), x : x + max(1, cw)]
 
     def _rrc_window(self, h, w, rng):
         """Inception-style window: area fraction and log-uniform aspect ratio, 10 tries, then the centre."""

@@ -23,7 +23,7 @@ _CV2_FLAGS = {3: cv2.IMREAD_COLOR, 1: cv2.IMREAD_GRAYSCALE, -1: cv2.IMREAD_UNCHA
 
 def _orientation(data):
     """EXIF orientation (1..8) of an encoded image; 1 when it has none."""
-    if b"Exif" not in data[:65536]:
+    if data.find(b"Exif\0\0", 0, 65536) < 0:  # EXIF lives in an APP1 segment near the start; find() copies nothing
         return 1
     try:
         return int(Image.open(io.BytesIO(data)).getexif().get(_EXIF_ORIENTATION, 1))
