@@ -72,7 +72,9 @@ def load(data_dir, mirror=None):
         p = download(data_dir, mirror)
         names, kind = [p[n] for n in FILES], "full"
     except OSError as err:
-        logging.getLogger(__name__).warning("MNIST could not be downloaded (%s); training on the bundled 4,000-digit sample", err)
+        logging.getLogger(__name__).warning(
+            "MNIST could not be downloaded (%s); training on the bundled 4,000-digit sample", err
+        )
         names = [os.path.join(SAMPLE_DIR, n) for n in FILES]
         kind = "sample"
     train_x, train_y, val_x, val_y = (read_idx(n) for n in names)
