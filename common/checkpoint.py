@@ -114,11 +114,13 @@ def save_params(prefix, epoch, model):
     atomic_write(params_path(prefix, epoch), save(model_tensors(model), metadata={"epoch": str(epoch)}))
 
 
-def load_params(path, model, network="the network"):
-    """Load a .params file into model; a missing, extra or misshapen parameter is a UserError naming it."""
+def load_params(path, model, network="the network", raw=None):
+    """Load a .params file (or its bytes, raw) into model; a missing, extra or misshapen parameter is named."""
     try:
-        with open(path, "rb") as f:
-            tensors = {clean_name(k): v for k, v in load(f.read()).items()}
+        if raw is None:
+            with open(path, "rb") as f:
+                raw = f.read()
+        tensors = {clean_name(k): v for k, v in load(raw).items()}
     except FileNotFoundError:
         raise UserError(f"{path} not found") from None
     except Exception as err:  # safetensors raises its own error types for a corrupt header
@@ -182,12 +184,13 @@ def save_states(prefix, epoch, states):
     atomic_write(states_path(prefix, epoch), save(tensors, metadata={STATES_KEY: json.dumps(doc)}))
 
 
-def load_states(prefix, epoch):
-    """Read PREFIX-%04d.states back into the nested dict save_states wrote."""
+def load_states(prefix, epoch, raw=None):
+    """Read PREFIX-%04d.states (or its bytes, raw) back into the nested dict save_states wrote."""
     path = states_path(prefix, epoch)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        if raw is None:
+            with open(path, "rb") as f:
+                raw = f.read()
         tensors = load(raw)
         header_len = int.from_bytes(raw[:8], "little")
         meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
@@ -247,11 +250,21 @@ def save_training(ctx, epoch):
     ctx.log(f'Saved checkpoint to "{params_path(prefix, epoch)}"')
 
 
-def resume_training(ctx, epoch):
-    """Load the weights and training state of `epoch`; announce what the new flags change."""
+def read_blobs(prefix, epoch):
+    """The bytes of PREFIX-%04d.params and .states, for rank 0 to hand to workers on hosts without the files."""
+    try:
+        with open(params_path(prefix, epoch), "rb") as f, open(states_path(prefix, epoch), "rb") as g:
+            return f.read(), g.read()
+    except OSError as err:
+        raise UserError(f"cannot read the checkpoint of epoch {epoch} under {prefix}: {err}") from None
+
+
+def resume_training(ctx, epoch, blobs=None):
+    """Load the weights and training state of `epoch` (from blobs = read_blobs(...) when given); say what changed."""
     args, prefix = ctx.args, ctx.args.model_prefix
-    load_params(params_path(prefix, epoch), ctx.raw, args.network)
-    states = load_states(prefix, epoch)
+    blobs = blobs or (None, None)
+    load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
+    states = load_states(prefix, epoch, raw=blobs[1])
     ctx.opt.load_state_dict(states["optimizer"])
     for g, wd in zip(ctx.opt.param_groups, (args.wd, 0.0)):  # the flags of this run, not of the saved one
         g["weight_decay"] = wd

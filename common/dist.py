@@ -3,11 +3,23 @@
 The launcher (or torchrun) sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE and LOCAL_RANK; rank 0 hosts the
 rendezvous store (torch's TCPStore) and waits for every rank to check in, so a rank that never joins is named
 with its host (tools/launch.py passes MXTORCH_HOSTS, one host per rank) instead of a bare timeout.
+
+--kv-store maps onto this as follows (there are no parameter servers; every kind is synchronous all-reduce):
+  local, device       one host; several devices in --gpus (or --num-workers N on the CPU) start one worker
+                      process per device through tools/launch.py --launcher local
+  dist_sync, dist_device_sync, dist_sync_device, horovod
+                      one job over the hosts of tools/launch.py (or torchrun, mpirun with launch.py's shim)
+  nccl                as dist_sync, but NCCL is required (GPUs only)
+  dist_async          refused: see ASYNC_REFUSED
+--batch-size keeps MXNet's meaning: the batch of one host (an MXNet worker), split evenly over its processes.
 """
 
 import datetime
 import os
 import socket
+import subprocess
+import sys
+import types
 
 import torch
 import torch.distributed as dist
@@ -16,6 +28,13 @@ from common.util import UserError, choice_error
 
 BACKENDS = ("gloo", "nccl")
 JOINED = "mxtorch/joined/"
+KV_LOCAL = ("local", "device")
+KV_DIST = ("dist_sync", "dist_device_sync", "dist_sync_device", "horovod", "nccl")
+KV_STORES = KV_LOCAL + KV_DIST + ("dist_async",)
+ASYNC_REFUSED = (
+    "--kv-store dist_async is not offered: asynchronous training needs parameter servers, which torch.distributed "
+    "does not have (and stale gradients change the results); use dist_sync"
+)
 
 
 def _env_int(name):
@@ -77,3 +96,73 @@ def cleanup():
     """Leave the process group (no-op without one)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor):
+    """Sum tensor over every rank in place (no-op without a process group); returns it."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def from_rank0(make):
+    """Call make() on rank 0 only and hand its result to every rank (plain call without a process group)."""
+    if not dist.is_initialized():
+        return make()
+    box = [make() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def get_kv(args):
+    """Join the job --kv-store asks for; return rank, num_workers, local_rank, local_size and num_hosts.
+
+    On one host with several devices (or --num-workers N on the CPU) this process becomes the launcher of
+    N workers that re-run its command line, and exits with their status.
+    """
+    kind = args.kv_store
+    if kind == "dist_async":
+        raise UserError(ASYNC_REFUSED)
+    if kind not in KV_STORES:
+        raise choice_error("--kv-store", kind, KV_STORES)
+    launched = "WORLD_SIZE" in os.environ and "RANK" in os.environ
+    if not launched and kind in KV_DIST:
+        raise UserError(
+            f"--kv-store {kind} runs under tools/launch.py (RANK and WORLD_SIZE are not set): "
+            f"launch.py -n HOSTS -H hostfile python {os.path.basename(sys.argv[0])} ..."
+        )
+    devices = [g for g in (args.gpus or "").split(",") if g.strip()]
+    count = len(devices) or getattr(args, "num_workers", 1) or 1
+    if devices and count > 1 and getattr(args, "num_workers", 1) not in (1, count):
+        raise UserError(f"--num-workers {args.num_workers} with --gpus {args.gpus}: one worker runs per GPU")
+    if not launched and count > 1:
+        sys.exit(_spawn_local(count))
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched else 1
+    if args.batch_size % local_size:
+        raise UserError(
+            f"--batch-size {args.batch_size} is the batch of one host and must split evenly over its "
+            f"{local_size} worker processes"
+        )
+    if kind == "nccl" and not devices:
+        raise UserError("--kv-store nccl needs GPUs (--gpus 0,1,...); on the CPU use dist_sync (Gloo)")
+    rank, world, local = 0, 1, 0
+    if launched and not dist.is_initialized():
+        rank, world, local = init_from_env("nccl" if devices else "gloo")
+    elif dist.is_initialized():
+        rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    hosts = int(os.environ.get("GROUP_WORLD_SIZE", max(world // local_size, 1))) if launched else 1
+    return types.SimpleNamespace(
+        type=kind, rank=rank, num_workers=world, local_rank=local, local_size=local_size, num_hosts=hosts
+    )
+
+
+def _spawn_local(count):
+    """Re-run this command line as `count` workers under tools/launch.py --launcher local; return the status."""
+    launch = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "launch.py")
+    cmd = [sys.executable, launch, "--launcher", "local", "-n", str(count), sys.executable, *sys.orig_argv[1:]]
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the launcher got the Ctrl-C too and stops the workers in order
+            continue

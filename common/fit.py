@@ -1,9 +1,12 @@
 """Training: MXNet's fit flags and one loop that reads top to bottom.
 
   batch (uint8 NHWC, CPU) -> device (non-blocking) -> DeviceTransform: float, jitter, normalise, NCHW
-  -> forward under autocast -> softmax cross-entropy -> backward (DDP all-reduce when distributed)
+  -> forward under autocast -> softmax cross-entropy -> backward (DDP all-reduce when distributed, overlapped
+     with backward bucket by bucket; --gc-type compresses the buckets, common/compression.py)
   -> optimizer step every macro-batch -> learning rate for the next step -> metrics, summed on the device
 Metrics are read back to the host only every --disp-batches batches, so a step never waits on the host.
+Distributed (common/dist.py): --batch-size is per host as in MXNet; the Speed line is this host's samples/s; epoch
+and validation metrics are summed over all workers, so every validation record counts exactly once.
 Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_train.py for suite vs MXNet 1.9.1.
 """
 
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, data
+from common import checkpoint, compression, data, dist
 from common.augment import DeviceTransform
 from common.util import UserError, choice_error
 
@@ -27,8 +30,6 @@ INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", 
 LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WARMUPS = ("linear", "power2", "sqrt")
-KV_LOCAL = ("local", "device")
-KV_DIST = ("dist_sync", "dist_device_sync", "dist_async", "dist_sync_device", "nccl", "horovod")
 
 
 def add_fit_args(parser):
@@ -37,7 +38,12 @@ def add_fit_args(parser):
     t.add_argument("--network", type=str, help="the neural network to use")
     t.add_argument("--num-layers", type=int, help="number of layers in the neural network, required by resnet etc.")
     t.add_argument("--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5. empty means using cpu")
-    t.add_argument("--kv-store", type=str, default="device", help="key-value store type")
+    t.add_argument(
+        "--kv-store", type=str, default="device", help="local/device (one host), dist_sync, dist_device_sync, nccl"
+    )
+    t.add_argument("--num-workers", type=int, default=1, help="with --kv-store local/device on the CPU: processes")
+    t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
+    t.add_argument("--gc-threshold", type=float, default=0.5, help="threshold of 2bit gradient compression")
     t.add_argument("--num-epochs", type=int, default=100, help="max num of epochs")
     t.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     t.add_argument("--lr-factor", type=float, default=0.1, help="the ratio to reduce lr on each step")
@@ -78,31 +84,24 @@ def get_network(args):
     return symbols.get_symbol(args.network, **{k: v for k, v in vars(args).items() if k != "network"})
 
 
-def get_device(gpus):
-    """--gpus '' or unset is the CPU; '0' the first CUDA GPU (one per process)."""
+def get_device(gpus, local_rank=0, local_size=1):
+    """--gpus '' or unset is the CPU; otherwise this process's GPU: entry local_rank of the list."""
     ids = [g for g in (gpus or "").split(",") if g.strip()]
     if not ids:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
-    if len(ids) > 1:
-        raise UserError(f"--gpus {gpus}: one process drives one GPU; several GPUs come with distributed training")
-    if int(ids[0]) >= torch.cuda.device_count():
+    if len(ids) != local_size:
+        raise UserError(f"--gpus {gpus} lists {len(ids)} GPUs but this host runs {local_size} worker processes")
+    try:
+        gpu = int(ids[local_rank])
+    except ValueError:
+        raise UserError(f"--gpus {gpus}: {ids[local_rank]!r} is not a GPU number") from None
+    if gpu >= torch.cuda.device_count():
         raise UserError(
             f"--gpus {gpus}: there are {torch.cuda.device_count()} GPUs (0..{torch.cuda.device_count() - 1})"
         )
-    return torch.device("cuda", int(ids[0]))
-
-
-def get_kv(kv_store):
-    """The worker's rank and count: from torch.distributed when initialised, else one local process."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return types.SimpleNamespace(rank=torch.distributed.get_rank(), num_workers=torch.distributed.get_world_size())
-    if kv_store in KV_LOCAL:
-        return types.SimpleNamespace(rank=0, num_workers=1)
-    if kv_store in KV_DIST:
-        raise UserError(f"--kv-store {kv_store} comes with distributed training; use local or device for now")
-    raise choice_error("--kv-store", kv_store, KV_LOCAL + KV_DIST)
+    return torch.device("cuda", gpu)
 
 
 def init_weights(model, name, network):
@@ -197,16 +196,17 @@ class Meter:
         ce = F.cross_entropy(logits, label, reduction="sum") if self.ce else zero
         self.sums += torch.stack([n, loss.detach().float() * n, right.float(), topk.float(), ce])
 
-    def read(self, loss_names):
-        """Host values {name: value} (syncs), as MXNet names them."""
-        n, loss, right, topk, ce = self.sums.tolist()
-        n = max(n, 1.0)
+    def read(self, loss_names, everywhere=False):
+        """Host values {name: value} (syncs), as MXNet names them; everywhere: summed over all workers."""
+        sums = dist.all_reduce_sum(self.sums.clone()) if everywhere else self.sums
+        n, loss, right, topk, ce = sums.tolist()
+        samples, n = n, max(n, 1.0)
         out = {"accuracy": right / n}
         if self.top_k:
             out[f"top_k_accuracy_{self.top_k}"] = topk / n
         for name in loss_names:
             out[name] = ce / n
-        out["_loss"] = loss / n
+        out["_loss"], out["_samples"] = loss / n, samples
         return out
 
 
@@ -245,7 +245,7 @@ def train_one_epoch(ctx, epoch, train):
         if (i + 1) % a.disp_batches == 0:
             vals = window.read([])
             ctx.check_finite(vals["_loss"], epoch, f"batches {i + 1 - a.disp_batches}-{i + 1}")
-            speed = seen / max(time.time() - tic, 1e-9)
+            speed = seen * ctx.kv.local_size / max(time.time() - tic, 1e-9)  # the host's, as MXNet's worker
             ctx.log(
                 f"Epoch[{epoch}] Batch [{i + 1 - a.disp_batches}-{i + 1}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}"
             )
@@ -254,12 +254,13 @@ def train_one_epoch(ctx, epoch, train):
         if a.monitor and (i + 1) % a.monitor == 0:
             for name, p in checkpoint.unwrap(model).named_parameters():
                 ctx.log(f"Batch: {i + 1:7d} {name:40s} weight-norm={p.norm().item():f}")
-    return epoch_meter.read(ctx.loss_names)
+    return epoch_meter.read(ctx.loss_names, everywhere=True)
 
 
 @torch.no_grad()
 def evaluate(ctx, model, val):
-    """Metrics of model on the validation data (eval mode, autocast as in training)."""
+    """Metrics of model on the validation data, summed over the workers' disjoint parts (each record once)."""
+    model = checkpoint.unwrap(model)  # no DDP forward: workers' parts may differ by a batch
     model.eval()
     meter = Meter(ctx.device, ctx.args.top_k, bool(ctx.loss_names))
     for x, y in val:
@@ -268,16 +269,18 @@ def evaluate(ctx, model, val):
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(ctx.val_tf(x))
         meter.update(logits, y, F.cross_entropy(logits.float(), y))
-    return meter.read(ctx.loss_names)
+    return meter.read(ctx.loss_names, everywhere=True)
 
 
 def fit(args, network, data_loader):
     """Train `network` (an nn.Module) on data_loader(args, kv) -> (train, val); checkpoints by --model-prefix."""
-    kv = get_kv(args.kv_store)
+    kv = dist.get_kv(args)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s Node[{kv.rank}] %(message)s")
-    logging.info("start with arguments %s", args)
-    device = get_device(args.gpus)
-    begin = checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch)
+    if kv.rank == 0:
+        logging.info("start with arguments %s", args)
+    device = get_device(args.gpus, kv.local_rank, kv.local_size)
+    args.batch_size //= kv.local_size  # from here on: the batch of one process
+    begin = dist.from_rank0(lambda: checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch))
     torch.manual_seed(args.seed)
     train, val = data_loader(args, kv)
     if args.test_io:
@@ -285,12 +288,13 @@ def fit(args, network, data_loader):
         return None
     ctx = _setup(args, kv, device, network, train)
     if begin:
-        checkpoint.resume_training(ctx, begin)
+        checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
     for g in ctx.opt.param_groups:
         g["lr"] = args.lr * ctx.lr_mult(ctx.step)
     ctx.log(
         f"Total batch size {args.batch_size * kv.num_workers * ctx.accum} ({args.batch_size} per batch x "
         f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
+        + (f", kv-store {kv.type} over {kv.num_hosts} hosts" if kv.num_workers > 1 else "")
     )
     if args.model_prefix and kv.rank == 0:
         checkpoint.write_symbol_for(args, train)
@@ -317,6 +321,7 @@ def fit(args, network, data_loader):
             if (epoch + 1) % args.save_period == 0:
                 checkpoint.save_training(ctx, epoch + 1)
             checkpoint.append_metrics(args.model_prefix, record)
+    dist.cleanup()
     return checkpoint.unwrap(ctx.model)
 
 
@@ -338,6 +343,7 @@ def _setup(args, kv, device, network, train):
     model = raw
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+    compression.register(model, args.gc_type, args.gc_threshold, args.batch_size)
     batch_total = args.batch_size * kv.num_workers
     accum = math.ceil(args.macrobatch_size / batch_total) if args.macrobatch_size > batch_total else 1
     steps_per_epoch = math.ceil(len(train) / accum)
