@@ -167,6 +167,24 @@ def _square(n, per_pixel, path, what):
     return side
 
 
+def _resnet_family(names, ops, kwargs):
+    """(resnet, resnet-v1 or resnext by their shortcut names, number of stages); sets num_layers and num_group."""
+    units = {}
+    for name in names:
+        m = re.fullmatch(r"stage(\d+)_unit(\d+)_conv1", name)
+        if m:
+            units[int(m.group(1))] = max(units.get(int(m.group(1)), 0), int(m.group(2)))
+    bottleneck = any(name.endswith("_conv3") for name in names)
+    kwargs["num_layers"] = (3 if bottleneck else 2) * sum(units.values()) + 2
+    if "stage1_unit1_conv1sc" in names:
+        return "resnet-v1", len(units)
+    if "stage1_unit1_sc_bn" in names:
+        conv2 = next(n for n in ops if n["name"] == "stage1_unit1_conv2")
+        kwargs["num_group"] = int(_attrs(conv2).get("num_group", 1))
+        return "resnext", len(units)
+    return "resnet", len(units)
+
+
 def describe_mxnet(path, nodes, params):
     """(network, get_symbol keyword arguments) for an MXNet graph, from its layer names and array shapes."""
     names = {n["name"] for n in nodes}
@@ -183,22 +201,8 @@ def describe_mxnet(path, nodes, params):
         return arr.shape
 
     if "stage1_unit1_conv1" in names:
-        units = {}
-        for name in names:
-            m = re.fullmatch(r"stage(\d+)_unit(\d+)_conv1", name)
-            if m:
-                units[int(m.group(1))] = max(units.get(int(m.group(1)), 0), int(m.group(2)))
-        bottleneck = any(name.endswith("_conv3") for name in names)
-        kwargs["num_layers"] = (3 if bottleneck else 2) * sum(units.values()) + 2
-        if "stage1_unit1_conv1sc" in names:
-            network = "resnet-v1"
-        elif "stage1_unit1_sc_bn" in names:
-            network = "resnext"
-            conv2 = next(n for n in ops if n["name"] == "stage1_unit1_conv2")
-            kwargs["num_group"] = int(_attrs(conv2).get("num_group", 1))
-        else:
-            network = "resnet"
-        side = 224 if len(units) == 4 else 28 if network != "resnext" else 32
+        network, stages = _resnet_family(names, ops, kwargs)
+        side = 224 if stages == 4 else 28 if network != "resnext" else 32
         kwargs["image_shape"] = f"{shape('conv0_weight')[1]},{side},{side}"
     elif "conv_1_conv2d" in names and "conv_2_dw_conv2d" in names:
         network = "mobilenet"

@@ -195,3 +195,40 @@ def test_unknown_zoo_name_on_the_command_line(cli, fixtures):
     assert "pretrained names:" in proc.stderr and "resnet50" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert "Traceback" not in proc.stderr and len(errors) == 1 and proc.stderr.strip().endswith(errors[0])
+
+
+FAMILIES = [
+    ("resnet-v1", {"num_layers": 20, "image_shape": "3,28,28"}, {}),
+    ("resnext", {"num_layers": 20, "image_shape": "3,32,32", "num_group": 4}, {}),
+    ("vgg", {"num_layers": 11, "batch_norm": True, "image_shape": "3,32,32"}, {}),
+    ("mobilenet", {"multiplier": 0.25, "image_shape": "3,32,32"}, {"global_pool": {"kernel": "(1, 1)"}}),
+    ("inception-bn", {"image_shape": "3,28,28"}, {}),
+]
+
+
+@pytest.mark.parametrize("network,kwargs,attrs", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_importable_family_round_trips(tmp_path, network, kwargs, attrs):
+    import symbols
+
+    torch.manual_seed(0)
+    model = symbols.get_symbol(network, num_classes=7, **kwargs).eval()
+    names = symbols.mxnet_param_map(model)
+    state = model.state_dict()
+    for value in state.values():
+        value.copy_(torch.rand_like(value) * 0.2 + 0.9 if value.dim() == 1 else torch.randn_like(value) * 0.05)
+    mxparams.save(tmp_path / "net-0001.params", {mx: state[t].numpy() for t, mx in names.items()})
+    layers = sorted({mx.split(":", 1)[1].rsplit("_", 1)[0] for mx in names.values()} | set(attrs))
+    group = {"num_group": str(kwargs.get("num_group", 1))}
+    nodes = [{"op": "null", "name": "data", "inputs": []}]
+    nodes += [
+        {"op": "Convolution", "name": n, "attrs": group if n == "stage1_unit1_conv2" else attrs.get(n, {})}
+        for n in layers
+    ]
+    last = next(n for n in ("fc1", "fc8", "fc", "fullyconnected0") if n in layers)
+    nodes.append({"op": "FullyConnected", "name": last, "attrs": {"num_hidden": "7"}})
+    (tmp_path / "net-symbol.json").write_text(json.dumps({"nodes": nodes}))
+    imported, info = modelzoo.import_mxnet(str(tmp_path / "net"), 1)
+    assert info["network"] == network and all(info["arguments"][k] == v for k, v in kwargs.items())
+    x = torch.randn(2, *[int(v) for v in kwargs["image_shape"].split(",")])
+    with torch.no_grad():
+        assert torch.allclose(imported(x), model(x), atol=1e-5)
