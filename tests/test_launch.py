@@ -331,3 +331,42 @@ def test_ssh_interface_picks_coordinator_address(work, hosts):
     assert proc.returncode == 2
     assert "host 127.0.0.2 has no IPv4 interface nosuch0; it has " in proc.stderr
     assert "lo" in proc.stderr.rsplit("it has ", 1)[1].split(", ")
+
+
+def _pid_of_rank(token, rank):
+    """The pid of the live worker whose command line has token and whose environment has RANK=rank."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if token in cmd and "-c" not in cmd.split("\0")[1:2] and f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+def test_ssh_train_mnist_dist_sync_then_killed_worker_named(work, hosts):
+    """train_mnist.py --kv-store dist_sync over ssh: both hosts train, rank 0 checkpoints; a killed worker ends it."""
+    path = hosts.write_hostfile(work / "hosts")
+    prefix = str(work / "ck" / "mlp")
+    train = [sys.executable, "train_mnist.py", "--mnist-mirror", "file:///nonexistent", "--gpus", ""]
+    train += ["--kv-store", "dist_sync", "--num-epochs", "50", "--model-prefix", prefix, "--disp-batches", "1000"]
+    cmd = [sys.executable, LAUNCH, "-n", "2", "-H", str(path), *hosts.launch_args(), *train]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not Path(f"{prefix}-0001.states").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    victim = _pid_of_rank(prefix, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    start = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 1, out + err
+    assert "rank 1 on host 127.0.0.3 was killed by SIGKILL" in err.strip().splitlines()[-1], err
+    assert "[127.0.0.2 rank 0]" in out and "[127.0.0.3 rank 1]" in out  # both hosts ran train_mnist
+    assert "Total batch size 128 (64 per batch x 2 workers" in out and "kv-store dist_sync over 2 hosts" in out
+    assert "Epoch[0] Validation-accuracy=" in out and 'Saved checkpoint to "' + prefix + '-0001.params"' in out
+    assert leftovers(prefix) == []
