@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, compression, data, dist
+from common import checkpoint, compression, data, dist, reporting
 from common.augment import DeviceTransform
 from common.util import UserError, choice_error
 
@@ -372,9 +372,9 @@ def _setup(args, kv, device, network, train):
         train_tf=DeviceTransform(args, shape, True, device, channels_last=channels_last, seed=args.seed),
         val_tf=DeviceTransform(args, shape, False, device, channels_last=channels_last, seed=args.seed),
         log=log,
-        progress=_progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
-        board=_board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,
-        check_finite=lambda v, e, where: _check_finite(args.model_prefix, v, e, where),
+        progress=reporting.progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
+        board=reporting.board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,
+        check_finite=lambda v, e, where: reporting.check_finite(args.model_prefix, v, e, where),
     )
 
 
@@ -393,34 +393,3 @@ def _schedule_text(args, steps_per_epoch, accum):
         "wd": args.wd,
         "mom": args.mom,
     }
-
-
-def _check_finite(prefix, value, epoch, where):
-    """Stop on a NaN/inf loss before anything is written, naming the last good checkpoint."""
-    if math.isfinite(value):
-        return
-    saved = checkpoint.saved_epochs(prefix) if prefix else []
-    last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
-    raise UserError(f"loss is {value} in epoch {epoch} ({where}); training stopped{last}; lower --lr or check the data")
-
-
-def _progress(iterable, total, epoch):
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=f"Epoch[{epoch}]", leave=False, dynamic_ncols=True)
-
-
-def _board(folder):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
-    writer = SummaryWriter(folder)
-
-    def board(group, values, step):
-        for k, v in values.items():
-            if isinstance(v, int | float):
-                writer.add_scalar(f"{group}/{k}", v, step)
-        writer.flush()
-
-    return board
