@@ -56,11 +56,20 @@ def test_score_reports_match_direct_evaluation(cli, fixtures, tiny, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_score_bad_flags(cli, fixtures, tiny):
-    proc = cli("score.py", "--model", fixtures / "mlp", "--data-val", tiny, "--dtype", "int4", check=2)
-    assert "valid values: float32, float16, bfloat16, int8" in proc.stderr
-    proc = cli("score.py", "--model", fixtures / "mlp", "--data-val", fixtures / "nope.rec", check=2)
-    assert "nope.rec not found" in proc.stderr and "Traceback" not in proc.stderr
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--dtype", "int4"], "valid values: float32, float16, bfloat16, int8"),
+        (["--data-val", "nope.rec"], "nope.rec not found"),
+    ],
+)
+def test_score_bad_flags(fixtures, tiny, capsys, flags, message):
+    import score
+
+    with pytest.raises(SystemExit) as stop:
+        score.main(["--model", str(fixtures / "mlp"), "--data-val", str(tiny), *flags])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err
 
 
 def test_score_counts_max_num_examples(fixtures, tiny, tmp_path):
@@ -133,15 +142,19 @@ def test_fine_tune_replaces_head_and_freezes(cli, fixtures, tiny, tmp_path):
     assert state["fc3.weight"].shape == (3, 64)
 
 
-def test_fine_tune_wrong_layer_lists_names(cli, fixtures, tiny, tmp_path):
-    proc = cli(
-        "fine-tune.py",
-        *("--pretrained-model", fixtures / "lenet", "--num-classes", "3", "--data-train", tiny),
-        *("--layer-before-fullc", "flatten9", "--model-prefix", tmp_path / "x"),
-        check=2,
-    )
-    assert "unknown --layer-before-fullc 'flatten9'; valid values: convolution0, activation0" in proc.stderr
-    assert "fullyconnected0" in proc.stderr and "Traceback" not in proc.stderr
+def test_fine_tune_wrong_layer_lists_names(fixtures, tiny, tmp_path, capsys):
+    import importlib
+
+    ft = importlib.import_module("fine-tune")
+    with pytest.raises(SystemExit) as stop:
+        ft.main(
+            ["--pretrained-model", str(fixtures / "lenet"), "--num-classes", "3", "--data-train", str(tiny)]
+            + ["--layer-before-fullc", "flatten9", "--model-prefix", str(tmp_path / "x")]
+        )
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert "unknown --layer-before-fullc 'flatten9'; valid values: convolution0, activation0" in err
+    assert "fullyconnected0" in err
 
 
 def test_replace_head_at_an_inner_layer(fixtures):
