@@ -92,7 +92,7 @@ def get_device(gpus, local_rank=0, local_size=1):
     if not torch.cuda.is_available():
         raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
     if len(ids) != local_size:
-        raise UserError(f"--gpus {gpus} lists {len(ids)} GPUs but this host runs {local_size} worker processes")
+        raise UserError(f"--gpus {gpus}: {len(ids)} GPUs for {local_size} process(es) here; one GPU drives one process")
     try:
         gpu = int(ids[local_rank])
     except ValueError:
