@@ -5,7 +5,8 @@
 For each network (mode:network:batch per device:image size) it trains train_imagenet.py with --benchmark 1 on
 1, 2, 4, ... gpu_count devices of this host (--kv-store device), then on 2, 4, ... worker_count hosts of
 --worker_file with gpu_count devices each (tools/launch.py, --kv-store dist_sync_device). Without CUDA a device
-is a CPU worker process (Gloo), so the benchmark runs anywhere. Samples/s is the median of the Speed lines after
+is a CPU worker process (Gloo) with cores / gpu_count threads (OMP_NUM_THREADS), a fixed slice of the host in
+every run, so the benchmark runs anywhere. Samples/s is the median of the Speed lines after
 the first (warm-up) window, times the number of hosts (a Speed line is one host's figure, as in MXNet).
 It prints a table of samples/s, speedup and scaling efficiency (samples/s at n devices / (n x at 1 device)),
 and writes OUTPUT/benchmark.csv, OUTPUT/speedup.png and one log per run.
@@ -151,6 +152,7 @@ def measure(args, net):
         n = h * args.gpu_count
         hosts = host_file(args, h, os.path.join(args.output, f"{tag}_{n}_workers"))
         launch = [sys.executable, os.path.join(REPO, "tools", "launch.py"), "-n", str(h), "-H", hosts]
+        launch += ["--env", "OMP_NUM_THREADS"] if "OMP_NUM_THREADS" in os.environ else []
         cmd = launch + shlex.split(args.launch_args) + train_command(args, net, args.gpu_count, "dist_sync_device")
         speed = run(args, cmd, os.path.join(args.output, f"{tag}_{n}_log")) * h
         rows.append({"devices": n, "hosts": h, "samples_per_sec": speed, "kind": "measured"})
@@ -195,11 +197,11 @@ def plot(rows):
     fig, ax = plt.subplots(figsize=(6, 4))
     most = max(r["devices"] for r in rows)
     ax.plot([1, most], [1, most], "k--", label="ideal")
-    for name in dict.fromkeys(r["network"] for r in rows):
+    for i, name in enumerate(dict.fromkeys(r["network"] for r in rows)):
         for kind, style in (("measured", "o-"), ("simulated", "s:")):
             pts = [(r["devices"], r["speedup"]) for r in rows if r["network"] == name and r["kind"] == kind]
             if pts:
-                ax.plot(*zip(*pts), style, label=f"{name} ({kind})")
+                ax.plot(*zip(*pts), style, color=f"C{i}", label=f"{name} ({kind})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("devices")
@@ -247,6 +249,11 @@ def main(argv=None):
     args = parse_args(argv)
     nets = [parse_network(t) for t in args.networks]
     os.makedirs(args.output, exist_ok=True)
+    import torch
+
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // args.gpu_count))
+        print(f"no CUDA: a device is a CPU worker process with {os.environ['OMP_NUM_THREADS']} threads", flush=True)
     args.output = os.path.abspath(args.output)
     rows, start = [], time.time()
     for net in nets:

@@ -131,6 +131,8 @@ def get_kv(args):
             f"--kv-store {kind} runs under tools/launch.py (RANK and WORLD_SIZE are not set): "
             f"launch.py -n HOSTS -H hostfile python {os.path.basename(sys.argv[0])} ..."
         )
+    if getattr(args, "num_workers", 1) < 1:
+        raise UserError(f"--num-workers {args.num_workers}: the number of worker processes must be at least 1")
     devices = [g for g in (args.gpus or "").split(",") if g.strip()]
     count = len(devices) or getattr(args, "num_workers", 1) or 1
     if devices and count > 1 and getattr(args, "num_workers", 1) not in (1, count):
@@ -143,6 +145,9 @@ def get_kv(args):
             f"--batch-size {args.batch_size} is the batch of one host and must split evenly over its "
             f"{local_size} worker processes"
         )
+    if launched and not devices and local_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # CPU workers share this host's cores: without this each would start a thread per core (as torchrun)
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_size))
     if kind == "nccl" and not devices:
         raise UserError("--kv-store nccl needs GPUs (--gpus 0,1,...); on the CPU use dist_sync (Gloo)")
     rank, world, local = 0, 1, 0
