@@ -5,7 +5,8 @@ cropping), about twice the throughput of a full decode on the same cores. DALI's
 shuffles within a buffer and repeats the same order each epoch, so the records are fed here through
 `external_source` in the suite's global per-epoch order (common.data.epoch_batches); the pipeline is rebuilt
 every epoch with a seed derived from (seed, epoch, part) so augmentation is reseeded too.
-Used for training with --random-resized-crop on 3-channel data; everything else takes the thread backend.
+Opt-in (--data-backend dali) for training with --random-resized-crop on 3-channel data; everything else, and
+the default, is the thread backend, which measured faster on CPUs (benchmarks/bench_io.py prints both).
 """
 
 import numpy as np

@@ -369,3 +369,12 @@ def test_large_window_decodes_at_reduced_scale_with_the_same_picture():
     )
     assert np.abs(out.astype(int) - full).mean() < 3
     assert not geo.load(b"\xff\xd8\xff\xe0 truncated", np.random.default_rng(0), out)
+
+
+def test_validation_parts_never_repeat_a_record():
+    seen = []
+    for k in range(2):
+        seen += np.concatenate(
+            data.epoch_batches(5, 1, shuffle=False, seed=0, epoch=0, part_index=k, num_parts=2)
+        ).tolist()
+    assert sorted(seen) == [0, 1, 2, 3, 4]
