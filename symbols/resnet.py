@@ -95,11 +95,12 @@ class PreActUnit(nn.Module):
 
     def forward(self, x):
         """x (N, in_ch, H, W) -> (N, out_ch, H/stride, W/stride)."""
-        act1 = self.bn1(x).relu()
-        out = self.conv2(self.bn2(self.conv1(act1)).relu())
+        # in-place ReLU on BatchNorm outputs: their backward needs only the BN input, and it saves a copy per layer
+        act1 = self.bn1(x).relu_()
+        out = self.conv2(self.bn2(self.conv1(act1)).relu_())
         if self.bottleneck:
-            out = self.conv3(self.bn3(out).relu())
-        return out + (x if self.sc is None else self.sc(act1))
+            out = self.conv3(self.bn3(out).relu_())
+        return out.add_(x if self.sc is None else self.sc(act1))
 
 
 def stem(channels, first, height):
@@ -109,7 +110,7 @@ def stem(channels, first, height):
     return [
         ("conv0", conv(channels, first, 7, "conv0", stride=2, pad=3, bias=False)),
         ("bn0", bn(first, "bn0")),
-        ("relu0", nn.ReLU()),
+        ("relu0", nn.ReLU(inplace=True)),
         ("pool0", nn.MaxPool2d(3, 2, 1)),
     ]
 
@@ -143,6 +144,6 @@ def get_symbol(num_classes=1000, num_layers=None, image_shape="3,224,224", **kwa
     layers = [("bn_data", bn(channels, "bn_data", fix_gamma=True))]
     layers += stem(channels, filters[0], height)
     layers += stages(PreActUnit, units, filters, bottleneck)
-    layers += [("bn1", bn(filters[-1], "bn1")), ("relu1", nn.ReLU())]
+    layers += [("bn1", bn(filters[-1], "bn1")), ("relu1", nn.ReLU(inplace=True))]
     layers += head(filters[-1], num_classes)
     return nn.Sequential(OrderedDict(layers))
