@@ -24,7 +24,7 @@ def make_photos(dst, count=400, classes=4, size=(500, 375), quality=90, seed=0):
         crop = src[y : y + ch, x : x + cw]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        out_w, out_h = (size if rng.random() < 0.75 else size[::-1])
+        out_w, out_h = size if rng.random() < 0.75 else size[::-1]
         img = cv2.resize(np.ascontiguousarray(crop), (out_w, out_h), interpolation=cv2.INTER_AREA)
         folder = os.path.join(dst, f"class_{k % classes}")
         os.makedirs(folder, exist_ok=True)
