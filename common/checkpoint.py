@@ -92,16 +92,20 @@ def write_symbol(prefix, network, arguments, preprocess, classes=None):
     atomic_write(f"{prefix}-symbol.json", json.dumps(doc, indent=2) + "\n", mode="w")
 
 
-def read_symbol(prefix):
-    """Read PREFIX-symbol.json back into a dict."""
-    path = f"{prefix}-symbol.json"
+def read_json(path, hint="pass the --model-prefix the model was trained with"):
+    """Read a JSON file; a missing or malformed one is a UserError naming it (and the line)."""
     try:
         with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise UserError(f"{path} not found; pass the --model-prefix the model was trained with") from None
+        raise UserError(f"{path} not found; {hint}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_symbol(prefix):
+    """Read PREFIX-symbol.json back into a dict."""
+    return read_json(f"{prefix}-symbol.json")
 
 
 def model_tensors(model):

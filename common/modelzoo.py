@@ -10,7 +10,6 @@ and shape and the network's output is the logits (the input of MXNet's SoftmaxOu
 
 import glob
 import hashlib
-import json
 import os
 import re
 import urllib.error
@@ -262,20 +261,10 @@ def _pick_epoch(prefix, epoch):
     return epochs[-1]
 
 
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path} not found; pass the prefix the model was saved under") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
-
-
 def import_mxnet(prefix, epoch=None):
     """(network as an nn.Module in eval mode, info) for an MXNet checkpoint; every array checked by name and shape."""
     sym_path = f"{prefix}-symbol.json"
-    doc = _read_json(sym_path)
+    doc = checkpoint.read_json(sym_path, "pass the prefix the model was saved under")
     if "nodes" not in doc:
         raise UserError(f"{sym_path} is not an MXNet symbol file (it has no 'nodes')")
     epoch = _pick_epoch(prefix, epoch)
@@ -333,7 +322,7 @@ def load_model(spec, epoch=None):
     """(network, info) for a checkpoint prefix (ours or MXNet's) or, when no such checkpoint exists, a zoo name."""
     sym_path = f"{spec}-symbol.json"
     if os.path.isfile(sym_path):
-        doc = _read_json(sym_path)
+        doc = checkpoint.read_json(sym_path, "pass the prefix the model was saved under")
         if "nodes" in doc:
             return import_mxnet(spec, epoch)
         if str(doc.get("format", "")).startswith("mxtorch"):

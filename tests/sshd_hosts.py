@@ -115,3 +115,16 @@ class SshdHosts:
                 proc.wait()
             log.close()
         self.procs = []
+
+
+def pid_of_rank(token, rank):
+    """The pid of the live worker whose command line has token and whose environment has RANK=rank."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if token in cmd and "-c" not in cmd.split("\0")[1:2] and f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None

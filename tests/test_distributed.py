@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from sshd_hosts import pid_of_rank
 
 from common import compression
 
@@ -155,19 +156,6 @@ def test_ddp_hooks_in_a_one_worker_group(tmp_path, gc_type, tol):
         dist.destroy_process_group()
 
 
-def _pid_of_rank(token, rank):
-    """The pid of the live process whose command line has token and whose RANK is rank."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if token in cmd and "-c" not in cmd.split("\0")[1:2] and f"RANK={rank}".encode() in env:
-            return int(pid)
-    return None
-
-
 @pytest.mark.slow
 def test_max_restarts_resumes_from_last_checkpoint(tmp_path):
     """A worker killed after epoch 1 makes the launcher restart both; they resume at epoch 1 and finish."""
@@ -180,7 +168,7 @@ def test_max_restarts_resumes_from_last_checkpoint(tmp_path):
     while not Path(f"{prefix}-0001.states").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
-    pid = _pid_of_rank(str(prefix), 1)
+    pid = pid_of_rank(str(prefix), 1)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=240)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sshd_hosts import SshdHosts, ensure_sshd
+from sshd_hosts import SshdHosts, ensure_sshd, pid_of_rank
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = str(REPO / "tools" / "launch.py")
@@ -333,19 +333,6 @@ def test_ssh_interface_picks_coordinator_address(work, hosts):
     assert "lo" in proc.stderr.rsplit("it has ", 1)[1].split(", ")
 
 
-def _pid_of_rank(token, rank):
-    """The pid of the live worker whose command line has token and whose environment has RANK=rank."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if token in cmd and "-c" not in cmd.split("\0")[1:2] and f"RANK={rank}".encode() in env:
-            return int(pid)
-    return None
-
-
 def test_ssh_train_mnist_dist_sync_then_killed_worker_named(work, hosts):
     """train_mnist.py --kv-store dist_sync over ssh: both hosts train, rank 0 checkpoints; a killed worker ends it."""
     path = hosts.write_hostfile(work / "hosts")
@@ -358,7 +345,7 @@ def test_ssh_train_mnist_dist_sync_then_killed_worker_named(work, hosts):
     while not Path(f"{prefix}-0001.states").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
-    victim = _pid_of_rank(prefix, 1)
+    victim = pid_of_rank(prefix, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
     start = time.monotonic()
