@@ -300,6 +300,7 @@ class ImageIter:
         self.shuffle, self.seed, self.part_index, self.num_parts = shuffle, seed, part_index, num_parts
         self.nthreads, self.pin_memory = max(1, nthreads), pin_memory
         self.epoch, self.bad_images, self.bad_examples = 0, 0, []
+        self.num = len(source) if source is not None else 0
         self._lock = threading.Lock()
 
     @property
@@ -314,7 +315,7 @@ class ImageIter:
     def batches(self):
         """This worker's record indices for the current epoch, one array per batch."""
         return epoch_batches(
-            len(self.source),
+            self.num,
             self.batch_size,
             shuffle=self.shuffle,
             seed=self.seed,
@@ -382,18 +383,6 @@ class ArrayIter(ImageIter):
     def skipped_no_image(self):
         """In-memory arrays have no header records."""
         return 0
-
-    def batches(self):
-        """This worker's indices for the current epoch, one array per batch."""
-        return epoch_batches(
-            self.num,
-            self.batch_size,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            epoch=self.epoch,
-            part_index=self.part_index,
-            num_parts=self.num_parts,
-        )
 
     def __iter__(self):
         for idx in self.batches():
