@@ -37,6 +37,10 @@ def add_fit_args(parser):
     t = parser.add_argument_group("Training", "model training")
     t.add_argument("--network", type=str, help="the neural network to use")
     t.add_argument("--num-layers", type=int, help="number of layers in the neural network, required by resnet etc.")
+    # Family arguments: unset (None) leaves the family's own default in place (get_network drops None values).
+    t.add_argument("--batch-norm", type=int, choices=(0, 1), help="vgg: 1 adds BatchNorm after each convolution")
+    t.add_argument("--multiplier", type=float, help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)")
+    t.add_argument("--num-group", type=int, help="resnext: groups of the 3x3 bottleneck convolution (32)")
     t.add_argument("--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5. empty means using cpu")
     t.add_argument(
         "--kv-store", type=str, default="device", help="local/device (one host), dist_sync, dist_device_sync, nccl"
@@ -76,12 +80,13 @@ def add_fit_args(parser):
 
 
 def get_network(args):
-    """Build --network with the other flags as keyword arguments (each family ignores those it does not use)."""
+    """Build --network with the other set flags as keyword arguments (each family ignores those it does not use)."""
     import symbols
 
     if not args.network:
         raise UserError("no --network given; valid values: " + ", ".join(symbols.list_networks()))
-    return symbols.get_symbol(args.network, **{k: v for k, v in vars(args).items() if k != "network"})
+    kwargs = {k: v for k, v in vars(args).items() if k != "network" and v is not None}
+    return symbols.get_symbol(args.network, **kwargs)
 
 
 def get_device(gpus, local_rank=0, local_size=1):
