@@ -1,6 +1,6 @@
 """Data: MXNet's data flags, the RecordIO / folder / synthetic iterators, and device-side augmentation.
 
-Path of a batch (each step visible here):
+Path of a batch (each step visible here; the sources of bytes and labels are in common/sources.py):
   epoch order (seed + epoch, this worker's part) -> batches of record indices
   -> worker threads: read bytes (mmap) -> decode -> crop/resize -> mirror, into one uint8 NHWC array
   -> torch uint8 NHWC tensor (pinned when a GPU is used) -> DeviceTransform on the device:
@@ -8,7 +8,6 @@ Path of a batch (each step visible here):
 The DALI backend (common/dali.py) replaces the worker threads when installed; the rest is shared.
 """
 
-import os
 import queue
 import threading
 import time
@@ -17,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from common import recordio
 from common.augment import Geometry
+from common.sources import IMAGE_EXTS as IMAGE_EXTS  # re-exported: callers import these from common.data
+from common.sources import FolderSource as FolderSource
+from common.sources import RecSource as RecSource
+from common.sources import open_source
 from common.util import UserError, choice_error
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def add_data_args(parser):
@@ -166,114 +166,6 @@ def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_pa
         else:  # batch size 1: repeat one record rather than stall the other workers
             batches[-1] = batches[-2]
     return batches
-
-
-# ---------------------------------------------------------------- sources: where the bytes come from
-
-
-class RecSource:
-    """Records of one or several .rec files (with or without .idx): labels up front, image bytes on demand."""
-
-    def __init__(self, rec_paths, idx_paths=None):
-        self.readers, self.offsets, self.files = [], [], []
-        labels, n_empty = [], 0
-        idx_paths = list(idx_paths or []) + [""] * len(rec_paths)
-        for f, (rec, idx) in enumerate(zip(rec_paths, idx_paths)):
-            if not os.path.isfile(rec):
-                raise UserError(f"data file {rec} not found; pass an existing .rec (see tools/im2rec.py)")
-            idx = idx or os.path.splitext(rec)[0] + ".idx"
-            reader = recordio.RecordReader(rec)
-            if os.path.isfile(idx):
-                _, offs = recordio.read_index(idx)
-                offs = np.sort(offs)
-                recordio.check_index(rec, offs, idx)
-            else:
-                offs = recordio.scan_offsets(rec)
-            lab, has_image = _read_labels(reader, offs)
-            n_empty += int((~has_image).sum())
-            self.readers.append(reader)
-            self.offsets.append(offs[has_image])
-            self.files.append(np.full(int(has_image.sum()), f, dtype=np.int32))
-            labels.append([row for row, keep in zip(lab, has_image) if keep])
-        self.offsets = np.concatenate(self.offsets)
-        self.files = np.concatenate(self.files)
-        self.labels = _stack_labels(labels)
-        self.skipped_no_image = n_empty
-        self.names = rec_paths
-
-    def __len__(self):
-        return len(self.offsets)
-
-    def read(self, i):
-        """The encoded image bytes of sample i."""
-        _, payload = recordio.unpack(self.readers[self.files[i]].read_at(int(self.offsets[i])))
-        return payload
-
-    def where(self, i):
-        """Human-readable location of sample i (file and byte offset)."""
-        return f"{self.names[self.files[i]]} at byte {int(self.offsets[i])}"
-
-
-def _read_labels(reader, offsets):
-    """Labels of every record and whether it holds an image (insightface-style header records do not)."""
-    labels, has_image = [], np.ones(len(offsets), dtype=bool)
-    for k, off in enumerate(offsets):
-        header, payload = recordio.unpack(reader.read_at(int(off)))
-        labels.append(np.atleast_1d(np.asarray(header.label, dtype=np.float32)))
-        has_image[k] = len(payload) > 0
-    return labels, has_image
-
-
-def _stack_labels(chunks):
-    rows = [row for chunk in chunks for row in chunk]
-    if not rows:
-        return np.zeros((0,), np.float32)
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width), np.float32)
-    for k, r in enumerate(rows):
-        out[k, : len(r)] = r
-    return out[:, 0] if width == 1 else out
-
-
-class FolderSource:
-    """Images in class subfolders (root/CLASS/*.jpg); labels are the sorted class names' positions."""
-
-    def __init__(self, root):
-        if not os.path.isdir(root):
-            raise UserError(f"data folder {root} not found")
-        self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-        self.paths, labels = [], []
-        for c, name in enumerate(self.classes):
-            for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
-                for fn in sorted(files):
-                    if fn.lower().endswith(IMAGE_EXTS):
-                        self.paths.append(os.path.join(dirpath, fn))
-                        labels.append(c)
-        if not self.paths:
-            raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) in class subfolders of {root}")
-        self.labels = np.asarray(labels, np.float32)
-        self.skipped_no_image = 0
-
-    def __len__(self):
-        return len(self.paths)
-
-    def read(self, i):
-        """The encoded bytes of image i."""
-        with open(self.paths[i], "rb") as f:
-            return f.read()
-
-    def where(self, i):
-        """The path of image i."""
-        return self.paths[i]
-
-
-def open_source(path, idx=""):
-    """Open --data-train/--data-val: a folder of class subfolders, or one or several comma-separated .rec."""
-    if os.path.isdir(path):
-        return FolderSource(path)
-    recs = [p for p in path.split(",") if p]
-    idxs = [p for p in idx.split(",") if p] if idx else []
-    return RecSource(recs, idxs)
 
 
 # ---------------------------------------------------------------- iterators
