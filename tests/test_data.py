@@ -119,6 +119,21 @@ def test_multi_label_and_header_records(tmp_path, fixtures):
     assert sum(len(b[0]) for b in train) == 5
 
 
+def test_labels_of_several_recs_are_padded_to_the_widest_sample(tmp_path):
+    single = write_rec(tmp_path / "one", random_images(2), [3, 4])
+    multi = write_rec(
+        tmp_path / "multi",
+        random_images(2, seed=1),
+        [[1, 2, 3], [4.5, 5, 6]],
+        extra=[(recordio.IRHeader(0, [7, 8, 9, 10], 0, 0), b"")],  # wider, but a header record: dropped
+    )
+    source = data.open_source(f"{single},{multi}")
+    assert len(source) == 4 and source.skipped_no_image == 1
+    assert source.labels.tolist() == [[3, 0, 0], [4, 0, 0], [1, 2, 3], [4.5, 5, 6]]
+    assert source.where(2).startswith(multi) and len(source.read(3)) > 0
+    assert data.open_source(single).labels.tolist() == [3, 4]  # one label each: a flat array
+
+
 def test_bad_image_is_skipped_and_counted(tmp_path):
     rec = write_rec(
         tmp_path / "bad",

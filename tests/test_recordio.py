@@ -26,6 +26,7 @@ from common.recordio import (
     pack,
     pack_img,
     read_index,
+    scan_labels,
     scan_offsets,
     unpack,
     unpack_img,
@@ -330,6 +331,71 @@ def test_reader_framing_errors(tmp_path, fixtures):
         reader.read_at(8)
     with pytest.raises(UserError, match="byte offset 5000 is past the end"):
         reader.read_at(5000)
+
+
+# ---------------------------------------------------------------- start-up label scan
+
+
+def per_record_labels(reader, offsets):
+    """The reference scan: each record read whole and unpacked in Python, one at a time."""
+    rows, sizes = [], []
+    for off in offsets:
+        header, payload = unpack(reader.read_at(off))
+        rows.append(np.atleast_1d(np.asarray(header.label, np.float32)))
+        sizes.append(len(payload))
+    return rows, sizes
+
+
+def test_scan_labels_equals_per_record_scan(tmp_path):
+    magic_label = np.frombuffer(MAGIC, np.float32)[0]  # as the 2nd of 3 labels it sits at an aligned byte 28
+    records = [
+        (IRHeader(0, 3, 0, 0), b"one"),
+        (IRHeader(0, 2.75, 1, 0), b"float label"),
+        (IRHeader(0, [1, -0.5], 2, 0), b"two labels"),
+        (IRHeader(0, [4, 5, 6, 7.25], 3, 0), b"four"),
+        (IRHeader(0, [9], 4, 0), b"one label in an array"),
+        (IRHeader(0, [1, magic_label, 2], 5, 0), b"split inside the labels"),
+        (IRHeader(0, 8, 6, 0), b"abcd" + MAGIC + b"split inside the payload"),
+        (IRHeader(0, [5, 6], 7, 0), b""),  # a header record: labels, no image
+        (IRHeader(0, -1e-3, 8, 0), b"last"),
+    ]
+    w = MXIndexedRecordIO(tmp_path / "l.idx", tmp_path / "l.rec", "w")
+    for k, (header, payload) in enumerate(records):
+        w.write_idx(k, pack(header, payload))
+    w.close()
+    _, offsets = read_index(tmp_path / "l.idx")
+    raw = (tmp_path / "l.rec").read_bytes()
+    assert [struct.unpack_from("<I", raw, o + 4)[0] >> 29 for o in offsets[5:7]] == [1, 1]  # really split
+    reader = RecordReader(tmp_path / "l.rec")
+    for order in (offsets, offsets[::-1], offsets[[6, 0, 5, 5, 3]]):
+        labels, count, payload = scan_labels(reader, order)
+        rows, sizes = per_record_labels(reader, order)
+        assert labels.dtype == np.float32 and labels.shape == (len(order), max(len(r) for r in rows))
+        assert count.tolist() == [len(r) for r in rows] and payload.tolist() == sizes
+        for got, row in zip(labels, rows):
+            assert np.array_equal(got[: len(row)], row) and not got[len(row) :].any()
+    labels, count, payload = scan_labels(reader, offsets)
+    assert payload.tolist() == [len(p) for _, p in records]
+    assert labels[5, :3].tobytes() == np.array([1, magic_label, 2], np.float32).tobytes()
+    assert labels[1, 0] == np.float32(2.75) and labels[8, 0] == np.float32(-1e-3)
+    assert scan_labels(reader, offsets[:0])[0].shape == (0, 1)
+
+
+def test_scan_labels_errors(tmp_path):
+    w = MXRecordIO(tmp_path / "s.rec", "w")
+    w.write(pack(IRHeader(0, 1, 0, 0), b"fine"))
+    w.write(struct.pack("<IfQQ", 3, 0, 0, 0) + b"\0" * 8)  # claims 3 labels, holds 2
+    w.close()
+    reader = RecordReader(tmp_path / "s.rec")
+    with pytest.raises(UserError, match=r"s.rec: byte offset 36: a record of 32 bytes is too short .*\(36 bytes\)"):
+        scan_labels(reader, [0, 36])
+    with pytest.raises(UserError, match="byte offset 4: bad magic word"):
+        scan_labels(reader, [0, 4])
+    w = MXRecordIO(tmp_path / "t.rec", "w")
+    w.write(b"tiny")  # smaller than any image header
+    w.close()
+    with pytest.raises(UserError, match=r"byte offset 0: a record of 4 bytes is too short"):
+        scan_labels(RecordReader(tmp_path / "t.rec"), [0])
 
 
 # ---------------------------------------------------------------- verify-rec through its command line
