@@ -10,15 +10,13 @@ import argparse
 import logging
 import os
 import sys
-from collections import OrderedDict
 
-import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import data, fit, modelzoo  # noqa: E402
-from common.util import UserError, choice_error, main_guard  # noqa: E402
+from common.util import UserError, main_guard  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,44 +40,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _output_shape(modules, shape):
-    """Shape of the output of the modules run on one blank image of `shape`."""
-    with torch.no_grad():
-        return tuple(nn.Sequential(*modules).eval()(torch.zeros(1, *shape)).shape)
-
-
-def replace_head(model, layer, num_classes, shape):
-    """Keep model up to `layer`, add a new classifier; return (model, new head name, names of dropped layers)."""
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise UserError("the pretrained network has no fully connected classifier to replace")
-    if not isinstance(model, nn.Sequential):
-        if layer != "auto":  # only the Sequential networks expose a cut point by name
-            raise choice_error("--layer-before-fullc", layer, ["auto"])
-        parent, _, leaf = linears[-1].rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        old = getattr(owner, leaf)
-        setattr(owner, leaf, nn.Linear(old.in_features, num_classes))
-        return model, linears[-1], [linears[-1]]
-    names = [n for n, _ in model.named_children()]
-    if layer == "auto":
-        last_fc = max(i for i, n in enumerate(names) if isinstance(model.get_submodule(n), nn.Linear))
-        cut = last_fc - 1
-    elif layer in names[:-1]:
-        cut = names.index(layer)
-    else:
-        raise choice_error("--layer-before-fullc", layer, names[:-1])
-    kept = [(n, model.get_submodule(n)) for n in names[: cut + 1]]
-    head = linears[-1].split(".")[0]
-    if head in dict(kept):
-        head = f"{head}_new"
-    out = _output_shape([m for _, m in kept], shape)
-    fc = nn.Linear(int(torch.tensor(out[1:]).prod()), num_classes)
-    layers = OrderedDict(kept)
-    layers[head] = fc if len(out) == 2 else nn.Sequential(nn.Flatten(), fc)  # a feature map is flattened first
-    return nn.Sequential(layers), head, names[cut + 1 :]
-
-
 def prepare(args):
     """Load the pretrained model, take its preprocessing where no flag gives one, and replace its classifier."""
     model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch)
@@ -90,11 +50,15 @@ def prepare(args):
     if not args.num_classes:
         raise UserError("--num-classes is required: the number of classes of the new data")
     args.network = info["network"]
-    args.num_layers = info.get("arguments", {}).get("num_layers", args.num_layers)
     before = dict(model.state_dict())
-    model, head, dropped = replace_head(
-        model, args.layer_before_fullc, args.num_classes, data.parse_shape(args.image_shape)
-    )
+    shape = data.parse_shape(args.image_shape)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]  # the last one: the pretrained classifier
+    model, head, dropped = modelzoo.replace_head(model, args.layer_before_fullc, args.num_classes, shape)
+    # What PREFIX-symbol.json needs to rebuild this network: the pretrained one's arguments, then this replacement.
+    args.pretrained_arguments = dict(info.get("arguments") or {})
+    step = {"pretrained_source": info["source"].split()[0].lower(), "layer_before_fullc": args.layer_before_fullc}
+    step.update(pretrained_num_classes=linears[-1].out_features, image_shape=list(shape))
+    args.fine_tune = list(info.get("fine_tune") or []) + [dict(step, num_classes=args.num_classes)]
     logging.info("fine-tuning %s (%s) for %d classes", info["source"], info["network"], args.num_classes)
     kept = [k for k in model.state_dict() if k in before and not k.startswith(head + ".")]
     logging.info("loaded %d pretrained arrays; reinitialised the new classifier %s", len(kept), head)

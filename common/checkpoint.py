@@ -9,6 +9,8 @@ Every file is written under a temporary name and renamed when complete, so a cra
 """
 
 import glob
+import importlib
+import inspect
 import io
 import json
 import logging
@@ -80,8 +82,12 @@ def resolve_load_epoch(prefix, load_epoch):
     return epoch
 
 
-def write_symbol(prefix, network, arguments, preprocess, classes=None):
-    """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it."""
+def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune=None):
+    """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it.
+
+    fine_tune lists the classifier replacements (fine-tune.py) applied, in order, to the network built from
+    `arguments` with the first entry's pretrained_num_classes; `arguments["num_classes"]` is the final count.
+    """
     doc = {
         "format": "mxtorch-imgcls/1",
         "network": network,
@@ -89,6 +95,8 @@ def write_symbol(prefix, network, arguments, preprocess, classes=None):
         "preprocess": preprocess,
         "classes": list(classes) if classes is not None else None,
     }
+    if fine_tune:
+        doc["fine_tune"] = list(fine_tune)
     atomic_write(f"{prefix}-symbol.json", json.dumps(doc, indent=2) + "\n", mode="w")
 
 
@@ -263,10 +271,30 @@ def read_blobs(prefix, epoch):
         raise UserError(f"cannot read the checkpoint of epoch {epoch} under {prefix}: {err}") from None
 
 
+def check_same_network(args):
+    """UserError when PREFIX-symbol.json (where present) records another network than the flags of this run build."""
+    path = f"{args.model_prefix}-symbol.json"
+    if not os.path.isfile(path):  # a worker on another host gets the weights from rank 0, not the files
+        return
+    doc = read_json(path)
+    saved, now = doc.get("arguments") or {}, symbol_arguments(args)
+    if str(doc.get("network")).lower().replace("_", "-") != str(args.network).lower().replace("_", "-"):
+        raise UserError(f"{path}: the checkpoint is a {doc.get('network')}, not --network {args.network}")
+    # The image shape may change between runs (the networks pool globally); every other argument must not.
+    for key in sorted(set(saved) & set(now) - {"image_shape"}):
+        if saved[key] != now[key]:
+            flag = f" (--{key.replace('_', '-')} {saved[key]})" if key in vars(args) else ""
+            raise UserError(
+                f"{path}: the checkpoint's {args.network} has {key}={saved[key]!r} but this run builds "
+                f"{key}={now[key]!r}; resume with the flags it was trained with{flag}"
+            )
+
+
 def resume_training(ctx, epoch, blobs=None):
     """Load the weights and training state of `epoch` (from blobs = read_blobs(...) when given); say what changed."""
     args, prefix = ctx.args, ctx.args.model_prefix
     blobs = blobs or (None, None)
+    check_same_network(args)
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
     states = load_states(prefix, epoch, raw=blobs[1])
     ctx.opt.load_state_dict(states["optimizer"])
@@ -289,12 +317,43 @@ def resume_training(ctx, epoch, blobs=None):
         ctx.log("Schedule changed on resume: " + ", ".join(changed))
 
 
+def network_arguments(network, values):
+    """Every argument the family of `network` builds with (its get_symbol's): from values where set, else its default.
+
+    A name outside symbols (a torchvision zoo network, fine-tuned) keeps only num_classes.
+    """
+    import symbols
+
+    name = str(network).lower().replace("_", "-")
+    if name not in symbols.list_networks():
+        return {"num_classes": values.get("num_classes")}
+    family, variant = symbols.resolve(name)
+    build = importlib.import_module(f"symbols.{symbols.FAMILIES[family]}").get_symbol
+    arguments = {}
+    for key, param in inspect.signature(build).parameters.items():
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        value = values.get(key)
+        arguments[key] = value if value is not None else (None if param.default is param.empty else param.default)
+    if variant is not None:  # named in the network name (efficientnet-b3), which symbols.get_symbol also applies
+        arguments["variant"] = variant
+    return arguments
+
+
+def symbol_arguments(args):
+    """The arguments PREFIX-symbol.json records for this run: the flags', or the pretrained network's (fine-tune)."""
+    base = getattr(args, "pretrained_arguments", None)
+    arguments = network_arguments(args.network, base if base is not None else vars(args))
+    arguments["num_classes"] = args.num_classes
+    return arguments
+
+
 def write_symbol_for(args, train):
     """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
     folder = os.path.dirname(args.model_prefix)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    arguments = {"num_classes": args.num_classes, "num_layers": args.num_layers, "image_shape": args.image_shape}
+    arguments = symbol_arguments(args)
     preprocess = {
         "image_shape": list(data.parse_shape(args.image_shape)),
         "rgb_mean": data.parse_floats(args.rgb_mean, "rgb-mean"),
@@ -304,4 +363,4 @@ def write_symbol_for(args, train):
         "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
     }
     classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
-    write_symbol(args.model_prefix, args.network, arguments, preprocess, classes)
+    write_symbol(args.model_prefix, args.network, arguments, preprocess, classes, getattr(args, "fine_tune", None))

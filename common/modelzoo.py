@@ -3,6 +3,7 @@
   download_model(name)                  torchvision's weights file, sha256-prefix checked, cached under TORCH_HOME
   load_mxnet_checkpoint(prefix, epoch)  an MXNet prefix-symbol.json + prefix-%04d.params as our network
   load_model(spec, epoch)               any of the three, with its evaluation preprocessing and class names
+  replace_head(model, layer, classes)   fine-tuning's cut and new classifier, replayed by rebuild() on loading
 An MXNet graph is recognised by its layer names (each of MXNet's example families names its layers its own way),
 rebuilt with symbols.get_symbol and filled through symbols.mxnet_param_map, so every array is checked by name
 and shape and the network's output is the logits (the input of MXNet's SoftmaxOutput).
@@ -14,13 +15,14 @@ import os
 import re
 import urllib.error
 import urllib.parse
+from collections import OrderedDict
 
 import torch
 from torch import nn
 
 import symbols
 from common import checkpoint, mxparams
-from common.util import UserError
+from common.util import UserError, choice_error
 from symbols.mxlayers import MXBatchNorm
 
 # Where a mirror of torchvision's weights folder can be named (offline sites, air-gapped clusters).
@@ -29,6 +31,8 @@ HASH_RE = re.compile(r"-([a-f0-9]{6,})\.")
 IMPORTABLE = ("resnet", "resnet-v1", "resnext", "inception-bn", "mobilenet", "vgg", "lenet", "mlp")
 # MXNet's example defaults for data that carries no preprocessing (its train_imagenet / score.py mean).
 MXNET_MEAN, MXNET_STD = [123.68, 116.779, 103.939], [1.0, 1.0, 1.0]
+# What PREFIX-symbol.json records of each classifier replacement fine-tune.py made (checkpoint.write_symbol).
+FINE_TUNE_KEYS = ("pretrained_num_classes", "layer_before_fullc", "image_shape", "num_classes")
 
 
 def _key(name):
@@ -301,20 +305,79 @@ def load_mxnet_checkpoint(prefix, epoch):
     return import_mxnet(prefix, epoch)[0]
 
 
+# ---------------------------------------------------------------- the suite's checkpoints and fine-tuning
+
+
+def _output_shape(modules, shape):
+    """Shape of the output of the modules run on one blank image of `shape`."""
+    with torch.no_grad():
+        return tuple(nn.Sequential(*modules).eval()(torch.zeros(1, *shape)).shape)
+
+
+def replace_head(model, layer, num_classes, shape):
+    """Keep model up to `layer`, add a new classifier; return (model, new head name, names of dropped layers)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("the pretrained network has no fully connected classifier to replace")
+    if not isinstance(model, nn.Sequential):
+        if layer != "auto":  # only the Sequential networks expose a cut point by name
+            raise choice_error("--layer-before-fullc", layer, ["auto"])
+        parent, _, leaf = linears[-1].rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        old = getattr(owner, leaf)
+        setattr(owner, leaf, nn.Linear(old.in_features, num_classes))
+        return model, linears[-1], [linears[-1]]
+    names = [n for n, _ in model.named_children()]
+    if layer == "auto":
+        last_fc = max(i for i, n in enumerate(names) if isinstance(model.get_submodule(n), nn.Linear))
+        cut = last_fc - 1
+    elif layer in names[:-1]:
+        cut = names.index(layer)
+    else:
+        raise choice_error("--layer-before-fullc", layer, names[:-1])
+    kept = [(n, model.get_submodule(n)) for n in names[: cut + 1]]
+    head = linears[-1].split(".")[0]
+    if head in dict(kept):
+        head = f"{head}_new"
+    out = _output_shape([m for _, m in kept], shape)
+    fc = nn.Linear(int(torch.tensor(out[1:]).prod()), num_classes)
+    layers = OrderedDict(kept)
+    layers[head] = fc if len(out) == 2 else nn.Sequential(nn.Flatten(), fc)  # a feature map is flattened first
+    return nn.Sequential(layers), head, names[cut + 1 :]
+
+
+def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
+    """The network a PREFIX-symbol.json describes: built from its arguments, then its fine-tune head replacements."""
+    arguments = {k: v for k, v in arguments.items() if v is not None}
+    for step in fine_tune:
+        if not isinstance(step, dict) or not set(FINE_TUNE_KEYS) <= set(step):
+            raise UserError(f"{path}: a fine_tune entry lacks one of {', '.join(FINE_TUNE_KEYS)}; restore the file")
+    if fine_tune:  # the pretrained network had its own class count; each replacement sets the next one
+        arguments["num_classes"] = fine_tune[0]["pretrained_num_classes"]
+    # alexnet and googlenet are both zoo and symbols names: a fine-tune entry says which one was the pretrained one.
+    zoo = fine_tune[0].get("pretrained_source") == "zoo" if fine_tune else network not in symbols.list_networks()
+    if zoo and network in zoo_names():  # a fine-tuned torchvision network
+        from torchvision import models
+
+        model = models.get_model(network, num_classes=arguments.get("num_classes", 1000))
+    else:
+        model = symbols.get_symbol(network, **arguments)
+    for step in fine_tune:
+        model = replace_head(model, step["layer_before_fullc"], step["num_classes"], tuple(step["image_shape"]))[0]
+    return model
+
+
 def load_checkpoint(prefix, epoch=None):
     """(network in eval mode, info) for one of the suite's checkpoints; the last epoch saved when none is given."""
     doc = checkpoint.read_symbol(prefix)
     epoch = _pick_epoch(prefix, epoch)
     arguments = {k: v for k, v in (doc.get("arguments") or {}).items() if v is not None}
-    if doc["network"] in zoo_names():  # a fine-tuned torchvision network
-        from torchvision import models
-
-        model = models.get_model(doc["network"], num_classes=arguments.get("num_classes", 1000))
-    else:
-        model = symbols.get_symbol(doc["network"], **arguments)
+    fine_tune = doc.get("fine_tune") or []
+    model = rebuild(doc["network"], arguments, fine_tune, f"{prefix}-symbol.json")
     checkpoint.load_params(checkpoint.params_path(prefix, epoch), model, doc["network"])
     info = {"source": f"checkpoint {checkpoint.params_path(prefix, epoch)}", "network": doc["network"]}
     info.update(arguments=arguments, preprocess=doc.get("preprocess") or {}, classes=doc.get("classes"), epoch=epoch)
+    info["fine_tune"] = fine_tune
     return model.eval(), info
 
 

@@ -158,11 +158,8 @@ def test_fine_tune_wrong_layer_lists_names(fixtures, tiny, tmp_path, capsys):
 
 
 def test_replace_head_at_an_inner_layer(fixtures):
-    import importlib
-
-    ft = importlib.import_module("fine-tune")
     model = modelzoo.load_mxnet_checkpoint(str(fixtures / "lenet"), 3)
-    new, head, dropped = ft.replace_head(model, "pooling1", 4, (1, 28, 28))
+    new, head, dropped = modelzoo.replace_head(model, "pooling1", 4, (1, 28, 28))
     assert dropped == ["flatten0", "fullyconnected0", "activation2", "fullyconnected1"]
     assert new(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
     assert head == "fullyconnected1" and torch.equal(new.convolution0.weight, model.convolution0.weight)
