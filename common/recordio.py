@@ -264,8 +264,8 @@ def scan_labels(reader, offsets):
     """Return (labels [n, width] zero-padded, label count [n], payload bytes [n]) of the records at offsets.
 
     A label count is 1 for a plain label and the header's flag for an array label. The headers of whole records
-    (one part, the common case) are read with numpy straight from the memory map, about 35 times faster than
-    reading each record in Python (0.7 s down to 0.02 s for 200,000 records, 2 shared cores); a split record, or
+    (one part, the common case) are read with numpy straight from the memory map: 200,000 tiny records took 0.035
+    to 0.06 s, against 0.7 to 1.4 s read one by one in Python (2 cores shared with other jobs). A split record, or
     anything that does not look like a whole image record, goes through `_record_labels`, which joins the parts
     and raises the framing errors.
     """
