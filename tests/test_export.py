@@ -46,8 +46,12 @@ def test_int8_export_and_errors(cli, fixtures, tmp_path):
     )
     agree = float(re.search(r"int8: top-1 agreement ([\d.]+)", proc.stderr).group(1))
     assert 0.0 <= agree <= 1.0
-    scripted = torch.jit.load(str(out))
+    extra = {"preprocess.json": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
     assert any("quantized" in str(n.kind()) for n in scripted.inlined_graph.nodes())
+    engine = json.loads(extra["preprocess.json"])["quantized_engine"]
+    assert engine in torch.backends.quantized.supported_engines
+    torch.backends.quantized.engine = engine
     io = np.load(fixtures / "lenet-io.npz")
     assert scripted(torch.from_numpy(io["x"])).shape == (2, 10)
 

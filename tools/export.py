@@ -2,8 +2,9 @@
 
   --format onnx          ONNX (dynamic batch), checked with onnxruntime against the network on a sample
   --format torch-export  a torch.export program (.pt2), checked the same way after loading it back
-  --format int8          post-training static int8 quantization for the CPU (torch.ao FX, x86 backend),
+  --format int8          post-training static int8 quantization for the CPU (torch.ao FX, oneDNN backend),
                          calibrated on batches of --data-calib, saved as TorchScript with its preprocessing
+                         (preprocess.json, which also names the quantized engine to set before running it)
 The sample is the first batch of --data-val (else --data-calib) when given, else random images. For onnx and
 torch-export the check fails (exit 2) when a top-1 class differs or a logit is off by more than 1e-3 of the largest;
 for int8 the agreement is reported (score.py --dtype int8 measures the accuracy change on a whole dataset).
@@ -28,14 +29,17 @@ from common.util import UserError, choice_error, main_guard  # noqa: E402
 
 FORMATS = ("onnx", "torch-export", "int8")
 TOLERANCE = 1e-3
+# oneDNN's int8 kernels ran resnet-18 about 1.2x faster than fbgemm's (the "x86" engine's pick) on an AVX2 CPU
+# without VNNI (benchmarks/bench_score.py --int8); fbgemm remains where a torch build lacks oneDNN.
+INT8_ENGINE = "onednn" if "onednn" in torch.backends.quantized.supported_engines else "x86"
 
 
 @torch.no_grad()
 def quantize_int8(model, calib, transform, num_batches):
-    """Post-training static int8 quantization (x86 backend), calibrated on num_batches batches of calib."""
+    """Post-training static int8 quantization (INT8_ENGINE), calibrated on num_batches batches of calib."""
     from torch.ao.quantization import get_default_qconfig_mapping, quantize_fx
 
-    torch.backends.quantized.engine = "x86"
+    torch.backends.quantized.engine = INT8_ENGINE  # the model runs under it
     model = modelzoo.plain_batchnorm(modelzoo.for_inference(model).to("cpu", memory_format=torch.contiguous_format))
     prepared = None
     for i, (x, _) in enumerate(calib):
@@ -43,7 +47,7 @@ def quantize_int8(model, calib, transform, num_batches):
         if prepared is None:
             with warnings.catch_warnings():  # the FX flow warns that it is superseded; it is what runs int8 fast
                 warnings.simplefilter("ignore")
-                prepared = quantize_fx.prepare_fx(model, get_default_qconfig_mapping("x86"), (x,))
+                prepared = quantize_fx.prepare_fx(model, get_default_qconfig_mapping(INT8_ENGINE), (x,))
         prepared(x)
         if i + 1 >= num_batches:
             break
@@ -139,6 +143,7 @@ def export_program(model, x, path, meta):
 def export_int8(model, x, path, meta, calib, transform, num_batches):
     """Quantize to int8, save it as TorchScript with the preprocessing as extra file, load it back and run x."""
     qmodel = quantize_int8(model, calib, transform, num_batches)
+    meta = {**meta, "quantized_engine": INT8_ENGINE}  # its activations are calibrated for this engine's kernels
     tmp = _tmp_near(path)
     try:
         scripted = torch.jit.trace(qmodel, x)
