@@ -4,6 +4,8 @@ The network is kept up to --layer-before-fullc (default: the layer that feeds th
 fully connected classifier with --num-classes outputs is put behind it; every other weight is the pretrained one.
 --freeze-backbone trains the new classifier only; --pretrained-lr-mult scales the gradients of the pretrained
 layers (with SGD/NAG, exactly their learning rate). Data: a .rec or a folder of class subfolders.
+PREFIX-symbol.json records the pretrained network's arguments and each classifier replacement, so score.py,
+predict.py, tools/export.py and a further fine-tune rebuild the fine-tuned network (common/modelzoo.rebuild).
 """
 
 import argparse

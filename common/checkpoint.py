@@ -83,11 +83,9 @@ def resolve_load_epoch(prefix, load_epoch):
 
 
 def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune=None):
-    """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it.
-
-    fine_tune lists the classifier replacements (fine-tune.py) applied, in order, to the network built from
-    `arguments` with the first entry's pretrained_num_classes; `arguments["num_classes"]` is the final count.
-    """
+    """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it."""
+    # fine_tune: the classifier replacements of fine-tune.py, replayed in order (modelzoo.rebuild) on the network
+    # built from `arguments` with the first entry's pretrained_num_classes; arguments["num_classes"] is the final one.
     doc = {
         "format": "mxtorch-imgcls/1",
         "network": network,
@@ -318,14 +316,11 @@ def resume_training(ctx, epoch, blobs=None):
 
 
 def network_arguments(network, values):
-    """Every argument the family of `network` builds with (its get_symbol's): from values where set, else its default.
-
-    A name outside symbols (a torchvision zoo network, fine-tuned) keeps only num_classes.
-    """
+    """Every argument of the get_symbol of `network`'s family: from values where set, else the family default."""
     import symbols
 
     name = str(network).lower().replace("_", "-")
-    if name not in symbols.list_networks():
+    if name not in symbols.list_networks():  # a fine-tuned torchvision zoo network: only its class count varies
         return {"num_classes": values.get("num_classes")}
     family, variant = symbols.resolve(name)
     build = importlib.import_module(f"symbols.{symbols.FAMILIES[family]}").get_symbol

@@ -328,9 +328,8 @@ def replace_head(model, layer, num_classes, shape):
         setattr(owner, leaf, nn.Linear(old.in_features, num_classes))
         return model, linears[-1], [linears[-1]]
     names = [n for n, _ in model.named_children()]
-    if layer == "auto":
-        last_fc = max(i for i, n in enumerate(names) if isinstance(model.get_submodule(n), nn.Linear))
-        cut = last_fc - 1
+    if layer == "auto":  # the layer before the child holding the last Linear (itself, or a Flatten + Linear head)
+        cut = names.index(linears[-1].split(".")[0]) - 1
     elif layer in names[:-1]:
         cut = names.index(layer)
     else:

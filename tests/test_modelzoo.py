@@ -206,17 +206,14 @@ FAMILIES = [
 ]
 
 
-@pytest.mark.parametrize("network,kwargs,attrs", FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_every_importable_family_round_trips(tmp_path, network, kwargs, attrs):
+def write_mxnet_checkpoint(model, prefix, kwargs, attrs=None, epoch=1):
+    """Save an MXNet-layout network as MXNet's .params + a symbol file with the names and attrs describe_mxnet reads."""
     import symbols
 
-    torch.manual_seed(0)
-    model = symbols.get_symbol(network, num_classes=7, **kwargs).eval()
+    attrs = attrs or {}
     names = symbols.mxnet_param_map(model)
     state = model.state_dict()
-    for value in state.values():
-        value.copy_(torch.rand_like(value) * 0.2 + 0.9 if value.dim() == 1 else torch.randn_like(value) * 0.05)
-    mxparams.save(tmp_path / "net-0001.params", {mx: state[t].numpy() for t, mx in names.items()})
+    mxparams.save(f"{prefix}-{epoch:04d}.params", {mx: state[t].numpy() for t, mx in names.items()})
     layers = sorted({mx.split(":", 1)[1].rsplit("_", 1)[0] for mx in names.values()} | set(attrs))
     group = {"num_group": str(kwargs.get("num_group", 1))}
     nodes = [{"op": "null", "name": "data", "inputs": []}]
@@ -225,8 +222,21 @@ def test_every_importable_family_round_trips(tmp_path, network, kwargs, attrs):
         for n in layers
     ]
     last = next(n for n in ("fc1", "fc8", "fc", "fullyconnected0") if n in layers)
-    nodes.append({"op": "FullyConnected", "name": last, "attrs": {"num_hidden": "7"}})
-    (tmp_path / "net-symbol.json").write_text(json.dumps({"nodes": nodes}))
+    num_hidden = str(state[next(t for t, mx in names.items() if mx == f"arg:{last}_weight")].shape[0])
+    nodes.append({"op": "FullyConnected", "name": last, "attrs": {"num_hidden": num_hidden}})
+    with open(f"{prefix}-symbol.json", "w") as f:
+        json.dump({"nodes": nodes}, f)
+
+
+@pytest.mark.parametrize("network,kwargs,attrs", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_importable_family_round_trips(tmp_path, network, kwargs, attrs):
+    import symbols
+
+    torch.manual_seed(0)
+    model = symbols.get_symbol(network, num_classes=7, **kwargs).eval()
+    for value in model.state_dict().values():
+        value.copy_(torch.rand_like(value) * 0.2 + 0.9 if value.dim() == 1 else torch.randn_like(value) * 0.05)
+    write_mxnet_checkpoint(model, tmp_path / "net", kwargs, attrs)
     imported, info = modelzoo.import_mxnet(str(tmp_path / "net"), 1)
     assert info["network"] == network and all(info["arguments"][k] == v for k, v in kwargs.items())
     x = torch.randn(2, *[int(v) for v in kwargs["image_shape"].split(",")])
