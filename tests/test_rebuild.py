@@ -180,12 +180,7 @@ def _fine_tune(argv):
 
 
 MXNET_NETS = [
-    # slow: 164 layers train for ~15-30 s on 2 shared cores; the trained resnext above covers num_group by default
-    pytest.param(
-        *("resnext", {"num_layers": 164, "num_group": 4}, {}, "auto", "stage3_unit1.conv2.weight"),
-        marks=pytest.mark.slow,
-        id="resnext",
-    ),
+    pytest.param("resnext", {"num_layers": 164, "num_group": 4}, {}, "auto", "stage3_unit1.conv2.weight", id="resnext"),
     pytest.param(
         *("mobilenet", {"multiplier": 0.5}, {"global_pool": {"kernel": "(1, 1)"}}),
         *("conv_13_relu", "conv_13_conv2d.weight"),
