@@ -60,7 +60,7 @@ def peer(rec, bs, threads):
     return float(m.group(1)), float(m.group(2))
 
 
-def int8_speeds(bs, repeats=5):
+def int8_speeds(bs, repeats=10):
     """Print float32 (BatchNorm folded) and int8 latency of one batch for resnet-18/50, torchvision and MXNet's."""
     import torch
     import torchvision

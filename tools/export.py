@@ -13,6 +13,7 @@ for int8 the agreement is reported (score.py --dtype int8 measures the accuracy 
 import argparse
 import json
 import logging
+import operator
 import os
 import sys
 import tempfile
@@ -34,6 +35,22 @@ TOLERANCE = 1e-3
 INT8_ENGINE = "onednn" if "onednn" in torch.backends.quantized.supported_engines else "x86"
 
 
+OUT_OF_PLACE = {"relu_": torch.nn.functional.relu, "add_": operator.add}
+
+
+def out_of_place(graph_module):
+    """Rewrite `t.relu_()` / `t.add_(u)` as their out-of-place forms where t has no other reader; returns it.
+
+    The quantization flow fuses and quantizes only the out-of-place forms: on the MXNet-layout ResNet the in-place
+    ones left each ReLU after a convolution unfused and each residual add in float32 between dequantize and quantize.
+    """
+    for node in graph_module.graph.nodes:
+        if node.op == "call_method" and node.target in OUT_OF_PLACE and len(node.args[0].users) == 1:
+            node.op, node.target = "call_function", OUT_OF_PLACE[node.target]
+    graph_module.recompile()
+    return graph_module
+
+
 @torch.no_grad()
 def quantize_int8(model, calib, transform, num_batches):
     """Post-training static int8 quantization (INT8_ENGINE), calibrated on num_batches batches of calib."""
@@ -41,6 +58,8 @@ def quantize_int8(model, calib, transform, num_batches):
 
     torch.backends.quantized.engine = INT8_ENGINE  # the model runs under it
     model = modelzoo.plain_batchnorm(modelzoo.for_inference(model).to("cpu", memory_format=torch.contiguous_format))
+    if isinstance(model, torch.fx.GraphModule):
+        model = out_of_place(model)
     prepared = None
     for i, (x, _) in enumerate(calib):
         x = transform(x).contiguous()
