@@ -192,14 +192,20 @@ class Meter:
         self.sums = torch.zeros(5, dtype=torch.float64, device=device)
 
     def update(self, logits, label, loss):
-        """Add one batch (no host sync)."""
+        """Add one batch (no host sync); returns its row of sums."""
         logits = logits.detach().float()
         n = torch.tensor(float(len(label)), device=self.device)
         zero = torch.zeros((), device=self.device)
         right = (logits.argmax(1) == label).sum()
         topk = (logits.topk(self.top_k, 1).indices == label[:, None]).any(1).sum() if self.top_k else zero
         ce = F.cross_entropy(logits, label, reduction="sum") if self.ce else zero
-        self.sums += torch.stack([n, loss.detach().float() * n, right.float(), topk.float(), ce])
+        row = torch.stack([n, loss.detach().float() * n, right.float(), topk.float(), ce])
+        self.sums += row
+        return row
+
+    def add(self, row):
+        """Add a batch's sums from another meter's update (the window shares the epoch meter's arithmetic)."""
+        self.sums += row
 
     def read(self, loss_names, everywhere=False):
         """Host values {name: value} (syncs), as MXNet names them; everywhere: summed over all workers."""
@@ -244,8 +250,7 @@ def train_one_epoch(ctx, epoch, train):
                 g["lr"] = a.lr * ctx.lr_mult(ctx.step)
             if ctx.ema is not None:
                 ctx.ema.update_parameters(model)
-        epoch_meter.update(logits, y, loss)
-        window.update(logits, y, loss)
+        window.add(epoch_meter.update(logits, y, loss))
         seen += len(x)
         if (i + 1) % a.disp_batches == 0:
             vals = window.read([])
@@ -374,7 +379,10 @@ def _setup(args, kv, device, network, train):
         lr_mult=lr_schedule(args, steps_per_epoch, accum),
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
-        train_tf=DeviceTransform(args, shape, True, device, channels_last=channels_last, seed=args.seed),
+        # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none
+        train_tf=DeviceTransform(
+            args, shape, not getattr(args, "benchmark", 0), device, channels_last=channels_last, seed=args.seed
+        ),
         val_tf=DeviceTransform(args, shape, False, device, channels_last=channels_last, seed=args.seed),
         log=log,
         progress=reporting.progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import types
 
 import pytest
 import torch
@@ -125,3 +126,22 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     with pytest.raises(UserError, match=r"loss is nan in epoch 1 .*nan-0001.params is intact"):
         fit.fit(args, NaNNet(), loader)
     assert checkpoint.saved_epochs(prefix) == [1]
+
+
+@pytest.mark.parametrize("benchmark", [0, 1])
+def test_training_jitter_is_off_on_synthetic_data(benchmark):
+    parser = argparse.ArgumentParser()
+    fit.add_fit_args(parser)
+    data.add_data_args(parser)
+    data.set_data_aug_level(data.add_data_aug_args(parser), 3)  # train_imagenet.py's rotate, shear and colour
+    args = parser.parse_args(["--network", "lenet", "--image-shape", "3,28,28", "--benchmark", str(benchmark)])
+    ctx = fit._setup(
+        args,
+        types.SimpleNamespace(rank=0, num_workers=1, local_size=1),
+        torch.device("cpu"),
+        fit.get_network(args),
+        range(3),
+    )
+    x = torch.full((4, 28, 28, 3), 100, dtype=torch.uint8)
+    jittered = not torch.equal(ctx.train_tf(x), ctx.val_tf(x))
+    assert jittered == (not benchmark)  # MXNet's synthetic data is fed as it is; real data is augmented
