@@ -205,14 +205,17 @@ def describe_mxnet(path, nodes, params):
 
     if "stage1_unit1_conv1" in names:
         network, stages = _resnet_family(names, ops, kwargs)
-        side = 224 if stages == 4 else 28 if network != "resnext" else 32
+        # A 3x3 conv0 is MXNet's stem up to 32 pixels; there 4 stages mean 29-32 pixels (ImageNet depths above 28).
+        side = 224 if shape("conv0_weight")[2] != 3 else 32 if stages == 4 or network == "resnext" else 28
         kwargs["image_shape"] = f"{shape('conv0_weight')[1]},{side},{side}"
     elif "conv_1_conv2d" in names and "conv_2_dw_conv2d" in names:
         network = "mobilenet"
         kwargs["multiplier"] = shape("conv_1_conv2d_weight")[0] / 32
-        pool = next((n for n in ops if n["name"] == "global_pool"), None)
-        kernel = re.findall(r"\d+", _attrs(pool).get("kernel", "(7, 7)")) if pool else ["7"]
-        side = 32 * int(kernel[0])
+        pool = next((n for n in ops if n["name"] == "global_pool"), {})
+        kwargs["resolution"] = 32 * int(re.findall(r"\d+", _attrs(pool).get("kernel", "7"))[0])  # window = res / 32
+        # Images larger than the resolution leave fc a (side/32 - window + 1)^2 times wider input.
+        fc_side = _square(shape("fc_weight")[1], shape("conv_1_conv2d_weight")[0] * 32, path, "fc")
+        side = kwargs["resolution"] + 32 * (fc_side - 1)
         kwargs["image_shape"] = f"{shape('conv_1_conv2d_weight')[1]},{side},{side}"
     elif "conv1_1" in names and "fc8" in names:
         network = "vgg"
