@@ -93,8 +93,14 @@ def barrier():
 
 
 def cleanup():
-    """Leave the process group (no-op without one)."""
+    """Leave the process group together with every rank (no-op without one).
+
+    Without the barrier a rank tears down its Gloo connections while rank 0 still saves the last checkpoint;
+    in one test run a worker that had left early died at exit (SIGABRT, "terminate called without an active
+    exception"). Leaving together keeps every rank's connections alive until all are done.
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -331,8 +331,10 @@ def fit(args, network, data_loader):
             if (epoch + 1) % args.save_period == 0:
                 checkpoint.save_training(ctx, epoch + 1)
             checkpoint.append_metrics(args.model_prefix, record)
+    model = checkpoint.unwrap(ctx.model)
+    ctx = None  # the DDP wrapper and its reducer go before the process group they hold
     dist.cleanup()
-    return checkpoint.unwrap(ctx.model)
+    return model
 
 
 def _setup(args, kv, device, network, train):
