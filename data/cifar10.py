@@ -61,7 +61,10 @@ def prepare(data_dir, url=URL, sha256=SHA256):
     try:
         fetch(url, archive, sha256)
     except OSError as err:
-        raise UserError(f"could not download {url} ({err}); pass --data-train/--data-val .rec files") from None
+        raise UserError(
+            f"could not download {url} ({err}); copy that archive to {archive}, "
+            "or pass --data-train/--data-val .rec files"
+        ) from None
     batches = {}
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():

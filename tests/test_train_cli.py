@@ -171,6 +171,24 @@ def test_cifar10_archive_packed_to_rec(tmp_path):
     assert len(recordio.MXIndexedRecordIO(train[:-4] + ".idx", train, "r").keys) == 30
 
 
+def test_cifar10_offline_names_where_the_archive_goes(tmp_path, cli):
+    out = tmp_path / "out"
+    proc = cli("train_cifar10.py", "--cifar10-url", (tmp_path / "absent.tar.gz").as_uri(), "--data-dir", out)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert str(out / "cifar-10-python.tar.gz") in proc.stderr.strip().splitlines()[-1]
+
+
+def test_cifar10_archive_copied_by_hand_is_used_offline(tmp_path):
+    from data import cifar10
+    from data.download import sha256_of
+
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = _fake_cifar_archive(out / "cifar-10-python.tar.gz")
+    train, val = cifar10.prepare(str(out), (tmp_path / "absent.tar.gz").as_uri(), sha256_of(archive))
+    assert os.path.getsize(train) > 0 and os.path.getsize(val) > 0
+
+
 def test_cifar10_checksum_mismatch_refused(tmp_path, cli):
     archive = _fake_cifar_archive(tmp_path / "c.tar.gz")
     proc = cli("train_cifar10.py", "--cifar10-url", archive.as_uri(), "--data-dir", tmp_path / "out")
