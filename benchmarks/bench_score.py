@@ -6,6 +6,7 @@ as MXNet's score.py measures), best of --rounds alternated runs. `--suite-dtype 
 `--int8` instead times float32 against int8 (torch.ao, tools/export.INT8_ENGINE) for resnet-18 and resnet-50
 on a fixed batch.
   python benchmarks/bench_score.py [--images 256] [--batch-size 32] [--threads 2] [--rounds 2] [--work DIR] [--int8]
+  [--max-isa avx2]
 """
 
 import argparse
@@ -19,6 +20,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import ISAS, isa_env, kernels_in_use, machine  # noqa: E402
 from benchmarks.bench_io import PEER_PY, pack  # noqa: E402
 
 FIXTURE = os.path.join(REPO, "..", "shared", "fixtures", "mxnet", "resnet-18")
@@ -42,19 +44,23 @@ print("SPEED", n / (time.time() - tic), "ACC", acc.get()[1])
 """
 
 
-def suite(rec, bs, threads, dtype):
+def suite(env, rec, bs, threads, dtype):
     """(images/s, accuracy) of score.py on rec; with int8, those of its int8 pass (the last one printed)."""
     cmd = [sys.executable, os.path.join(REPO, "score.py"), "--model", FIXTURE, "--load-epoch", "3"]
     cmd += ["--data-val", rec, "--batch-size", str(bs), "--data-nthreads", str(threads), "--dtype", dtype]
-    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stderr
+    out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env).stderr
     speed = float(re.findall(r"Finished with ([\d.]+) images per second", out)[-1])
     return speed, float(re.findall(r"\('accuracy', ([\d.e-]+)\)", out)[-1])
 
 
-def peer(rec, bs, threads):
+def peer(env, rec, bs, threads):
     """(images/s, accuracy) of MXNet's scoring loop on rec."""
     out = subprocess.run(
-        [PEER_PY, "-c", MXNET_SCRIPT, FIXTURE, rec, str(bs), str(threads)], check=True, capture_output=True, text=True
+        [PEER_PY, "-c", MXNET_SCRIPT, FIXTURE, rec, str(bs), str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     ).stdout
     m = re.search(r"SPEED ([\d.]+) ACC ([\d.e-]+)", out)
     return float(m.group(1)), float(m.group(2))
@@ -99,16 +105,21 @@ def main():
     p.add_argument("--rounds", type=int, default=2, help="suite and peer runs, alternated; the best of each counts")
     p.add_argument("--suite-dtype", default="float32", help="score.py's --dtype (int8: time its int8 pass)")
     p.add_argument("--int8", action="store_true", help="time float32 against int8 instead")
+    p.add_argument("--max-isa", default="native", help="cap both at an instruction set: " + ", ".join(ISAS))
     args = p.parse_args()
+    env = isa_env(args.max_isa)
+    print(f"CPU: {machine(args.max_isa)}")
+    print(f"kernels: {kernels_in_use(env, sys.executable, PEER_PY)}")
     if args.int8:
+        os.environ.update(env)  # torch is imported after this, so its kernels see the cap
         int8_speeds(args.batch_size)
         return
     rec = pack(os.path.join(args.work, str(args.images)), args.images)
     s_speed = m_speed = 0.0
     for _ in range(args.rounds):  # alternate, best of each: the shared machine's load shifts under a run
-        speed, s_acc = suite(rec, args.batch_size, args.threads, args.suite_dtype)
+        speed, s_acc = suite(env, rec, args.batch_size, args.threads, args.suite_dtype)
         s_speed = max(s_speed, speed)
-        speed, m_acc = peer(rec, args.batch_size, args.threads)
+        speed, m_acc = peer(env, rec, args.batch_size, args.threads)
         m_speed = max(m_speed, speed)
     print(f"suite score.py ({args.suite_dtype}): {s_speed:.2f} images/s, accuracy {s_acc:.4f}")
     print(f"peer MXNet 1.9.1: {m_speed:.2f} images/s, accuracy {m_acc:.4f}")

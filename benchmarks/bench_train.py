@@ -3,7 +3,7 @@
 For each row both run back to back on the CPU: MXNet builds the same network with mx.sym (pre-activation
 ResNet as MXNet's example symbols/resnet.py, or LeNet) and runs Module forward_backward + update on one
 random batch; the suite runs its entry script. Prints samples/sec of each and the ratio.
-  python benchmarks/bench_train.py [--rows resnet-20,lenet,resnet-50] [--rounds 3]
+  python benchmarks/bench_train.py [--rows resnet-20,lenet,resnet-50] [--rounds 3] [--max-isa avx2]
 """
 
 import argparse
@@ -13,6 +13,10 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks import ISAS, isa_env, kernels_in_use, machine  # noqa: E402
+
 PEER = os.environ.get("MXNET_PEER", "/tmp/mxnet-peer") + "/bin/python"
 ROWS = {  # name: (network, num_layers, image shape, batch size, batches, warm-up batches)
     "resnet-20": ("resnet", 20, "3,28,28", 128, 30, 5),
@@ -83,16 +87,16 @@ print("speed %.2f" % (nbatch * batch / (time.time() - tic)))
 """
 
 
-def run_peer(net, layers, shape, batch, nbatch, warm):
+def run_peer(env, net, layers, shape, batch, nbatch, warm):
     """MXNet's samples/sec for one row (None if the peer venv is missing)."""
     if not os.path.exists(PEER):
         return None
     cmd = [PEER, "-c", MXNET_SCRIPT, net, str(layers), shape, str(batch), str(nbatch), str(warm)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return float(re.search(r"speed ([\d.]+)", out).group(1))
 
 
-def run_suite(net, layers, shape, batch, nbatch, warm, extra):
+def run_suite(env, net, layers, shape, batch, nbatch, warm, extra):
     """The suite's samples/sec: train_imagenet.py --benchmark 1, speed over the batches after the warm-up."""
     cmd = [
         sys.executable,
@@ -119,7 +123,7 @@ def run_suite(net, layers, shape, batch, nbatch, warm, extra):
     ]
     if layers:
         cmd += ["--num-layers", str(layers)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     speeds = [float(s) for s in re.findall(r"Speed: ([\d.]+) samples/sec", proc.stderr)]
     if len(speeds) < 2:
         raise SystemExit(f"no speed lines from the suite:\n{proc.stderr[-2000:]}")
@@ -133,14 +137,18 @@ def main():
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated: " + ", ".join(ROWS))
     parser.add_argument("--suite-args", default="", help="extra flags for the suite, e.g. '--compile 1'")
     parser.add_argument("--rounds", type=int, default=3, help="alternated runs of each; the best of each counts")
+    parser.add_argument("--max-isa", default="native", help="cap both at an instruction set: " + ", ".join(ISAS))
     args = parser.parse_args()
-    print(f"{'row':<10} {'suite':>10} {'mxnet':>10} {'ratio':>6}   (samples/sec, CPU, {os.cpu_count()} cores)")
+    env = isa_env(args.max_isa)
+    print(f"CPU: {machine(args.max_isa)}")
+    print(f"kernels: {kernels_in_use(env, sys.executable, PEER)}")
+    print(f"{'row':<10} {'suite':>10} {'mxnet':>10} {'ratio':>6}   (samples/sec)")
     for name in args.rows.split(","):
         row = ROWS[name]
         suite = peer = None
         for _ in range(args.rounds):  # alternate, so a slow spell of the machine hits both; keep the best of each
-            suite = max(suite or 0, run_suite(*row, args.suite_args.split()))
-            got = run_peer(*row)
+            suite = max(suite or 0, run_suite(env, *row, args.suite_args.split()))
+            got = run_peer(env, *row)
             peer = max(peer or 0, got) if got else None
         ratio = f"{suite / peer:6.2f}" if peer else "   n/a"
         print(f"{name:<10} {suite:10.1f} {peer or float('nan'):10.1f} {ratio}", flush=True)
