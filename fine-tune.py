@@ -2,8 +2,9 @@
 
 The network is kept up to --layer-before-fullc (default: the layer that feeds the last classifier) and a new
 fully connected classifier with --num-classes outputs is put behind it; every other weight is the pretrained one.
---freeze-backbone trains the new classifier only; --pretrained-lr-mult scales the gradients of the pretrained
-layers (with SGD/NAG, exactly their learning rate). Data: a .rec or a folder of class subfolders.
+--freeze-backbone trains the new classifier only; --pretrained-lr-mult sets the learning rate of the pretrained
+layers to that fraction of --lr (MXNet's lr_mult, an optimizer parameter group; any optimizer).
+Data: a .rec or a folder of class subfolders.
 PREFIX-symbol.json records the pretrained network's arguments and each classifier replacement, so score.py,
 predict.py, tools/export.py and a further fine-tune rebuild the fine-tuned network (common/modelzoo.rebuild).
 """
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 
+import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,14 +75,16 @@ def prepare(args):
 
 
 def tune_backbone(model, head, freeze, lr_mult):
-    """Freeze the pretrained layers, or scale their gradients by lr_mult (their SGD learning rate)."""
+    """Freeze the pretrained layers, or give them lr_mult times the learning rate (fit.param_groups reads it)."""
+    if lr_mult < 0:
+        raise UserError(f"--pretrained-lr-mult {lr_mult:g}: give a factor >= 0 (0 keeps the pretrained weights)")
     for name, p in model.named_parameters():
         if name.startswith(head + "."):
             continue
         if freeze:
             p.requires_grad_(False)
-        elif lr_mult != 1.0 and p.requires_grad:
-            p.register_hook(lambda g, m=lr_mult: g * m)
+        else:
+            p.lr_mult = lr_mult
 
 
 @main_guard
@@ -88,8 +92,7 @@ def main(argv=None):
     """Fine-tune --pretrained-model on --data-train, checkpoints under --model-prefix."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
-    if args.pretrained_lr_mult != 1.0 and args.optimizer.lower() not in ("sgd", "nag"):
-        raise UserError(f"--pretrained-lr-mult works with --optimizer sgd or nag, not {args.optimizer}")
+    torch.manual_seed(args.seed)  # the new classifier's initial weights follow --seed
     model, head = prepare(args)
     tune_backbone(model, head, args.freeze_backbone, args.pretrained_lr_mult)
     model.initialized = True  # fit must not re-initialise the pretrained weights

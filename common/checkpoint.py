@@ -296,8 +296,8 @@ def resume_training(ctx, epoch, blobs=None):
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
     states = load_states(prefix, epoch, raw=blobs[1])
     ctx.opt.load_state_dict(states["optimizer"])
-    for g, wd in zip(ctx.opt.param_groups, (args.wd, 0.0)):  # the flags of this run, not of the saved one
-        g["weight_decay"] = wd
+    for i, g in enumerate(ctx.opt.param_groups):  # the flags of this run, not of the saved one
+        g["weight_decay"] = args.wd if g.get("decay", i == 0) else 0.0  # older checkpoints: [decay, rest]
         if "momentum" in g:
             g["momentum"] = args.mom
     if states["scaler"]:

@@ -133,11 +133,29 @@ def init_weights(model, name, network):
                 nn.init.zeros_(m.bias)
 
 
+def param_groups(args, model):
+    """Weight decay on weights and BN gammas only (MXNet's wd_mult); a parameter's `lr_mult` scales its rate."""
+    by_key = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:  # key (no decay, lr_mult): the decayed group first, as checkpoints keep the order
+            by_key.setdefault((not name.endswith("weight"), float(getattr(p, "lr_mult", 1.0))), []).append(p)
+    by_key.setdefault((False, 1.0), [])  # the two groups of the plain case always exist
+    by_key.setdefault((True, 1.0), [])
+    return [
+        {"params": ps, "weight_decay": 0.0 if no_decay else args.wd, "decay": not no_decay, "lr_mult": mult}
+        for (no_decay, mult), ps in sorted(by_key.items())
+    ]
+
+
+def set_lr(opt, rate):
+    """Give every parameter group `rate` times its lr_mult (groups of checkpoints older than lr_mult: 1)."""
+    for g in opt.param_groups:
+        g["lr"] = rate * g.get("lr_mult", 1.0)
+
+
 def make_optimizer(args, model):
-    """torch.optim (timm for LARS and LAMB); weight decay on weights and BN gammas only, as MXNet's wd_mult."""
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.endswith("weight") and p.requires_grad]
-    groups = [{"params": decay, "weight_decay": args.wd}, {"params": rest, "weight_decay": 0.0}]
+    """torch.optim (timm for LARS and LAMB) over param_groups(args, model)."""
+    groups = param_groups(args, model)
     name, lr, mom = args.optimizer.lower(), args.lr, args.mom
     if name in ("sgd", "nag"):
         return torch.optim.SGD(groups, lr=lr, momentum=mom, nesterov=name == "nag" and mom > 0)
@@ -246,8 +264,7 @@ def train_one_epoch(ctx, epoch, train):
             ctx.scaler.update()
             opt.zero_grad(set_to_none=True)
             ctx.step += 1
-            for g in opt.param_groups:  # the rate for the next step
-                g["lr"] = a.lr * ctx.lr_mult(ctx.step)
+            set_lr(opt, a.lr * ctx.lr_mult(ctx.step))  # the rate for the next step
             if ctx.ema is not None:
                 ctx.ema.update_parameters(model)
         window.add(epoch_meter.update(logits, y, loss))
@@ -299,8 +316,7 @@ def fit(args, network, data_loader):
     ctx = _setup(args, kv, device, network, train)
     if begin:
         checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
-    for g in ctx.opt.param_groups:
-        g["lr"] = args.lr * ctx.lr_mult(ctx.step)
+    set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))
     ctx.log(
         f"Total batch size {args.batch_size * kv.num_workers * ctx.accum} ({args.batch_size} per batch x "
         f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
@@ -314,7 +330,7 @@ def fit(args, network, data_loader):
         ctx.train_tf.set_epoch(epoch)
         metrics = train_one_epoch(ctx, epoch, train)
         ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
-        record = {"epoch": epoch, "lr": ctx.opt.param_groups[0]["lr"]}
+        record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}
         for k, v in metrics.items():
             if not k.startswith("_"):
                 ctx.log(f"Epoch[{epoch}] Train-{k}={v:f}")

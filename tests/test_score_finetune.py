@@ -142,6 +142,50 @@ def test_fine_tune_replaces_head_and_freezes(cli, fixtures, tiny, tmp_path):
     assert state["fc3.weight"].shape == (3, 64)
 
 
+def _fine_tune_mlp(cli, fixtures, tiny, prefix, *flags):
+    """Fine-tune MXNet's mlp fixture for one step (9 images, batch 9); return (pretrained, tuned) state dicts."""
+    cli(
+        "fine-tune.py",
+        *("--pretrained-model", fixtures / "mlp", "--pretrained-epoch", "3", "--num-classes", "3"),
+        *("--data-train", tiny, "--batch-size", "9", "--num-epochs", "1", "--model-prefix", prefix, *flags),
+        check=0,
+    )
+    pretrained = {k: torch.from_numpy(v) for k, v in mxparams.load(fixtures / "mlp-0003.params").items()}
+    return pretrained, modelzoo.load_model(str(prefix), 1)[0].state_dict()
+
+
+def test_fine_tune_pretrained_lr_mult_is_the_learning_rate(cli, fixtures, tiny, tmp_path):
+    # SGD with momentum and weight decay, one step: the pretrained layers move by exactly lr_mult times the
+    # step they take at full rate (a scaled gradient would leave the weight-decay part unscaled).
+    flags = ("--lr", "0.5", "--wd", "0.05", "--mom", "0.9", "--seed", "3")
+    before, full = _fine_tune_mlp(cli, fixtures, tiny, tmp_path / "a" / "m", *flags)
+    _, half = _fine_tune_mlp(cli, fixtures, tiny, tmp_path / "b" / "m", *flags, "--pretrained-lr-mult", "0.25")
+    for name, mx_name in (("fc1.weight", "arg:fc1_weight"), ("fc2.weight", "arg:fc2_weight")):
+        step_full, step_part = full[name] - before[mx_name], half[name] - before[mx_name]
+        assert step_full.abs().max() > 1e-4
+        torch.testing.assert_close(step_part, 0.25 * step_full, rtol=1e-4, atol=1e-7)
+    # the new classifier trains at the full rate in both runs, from the same --seed initialisation
+    torch.testing.assert_close(half["fc3.weight"], full["fc3.weight"], rtol=1e-3, atol=1e-5)
+
+
+def test_fine_tune_lr_mult_zero_keeps_backbone_with_adam(cli, fixtures, tiny, tmp_path):
+    flags = ("--optimizer", "adam", "--lr", "0.01", "--pretrained-lr-mult", "0")
+    before, tuned = _fine_tune_mlp(cli, fixtures, tiny, tmp_path / "m", *flags)
+    assert torch.equal(tuned["fc1.weight"], before["arg:fc1_weight"])
+    assert torch.equal(tuned["fc2.bias"], before["arg:fc2_bias"])
+    assert tuned["fc3.weight"].shape == (3, 64)
+
+
+def test_fine_tune_negative_lr_mult_refused(cli, fixtures, tiny, tmp_path):
+    proc = cli(
+        "fine-tune.py",
+        *("--pretrained-model", fixtures / "mlp", "--num-classes", "3", "--data-train", tiny),
+        *("--model-prefix", tmp_path / "m", "--pretrained-lr-mult", "-1"),
+        check=2,
+    )
+    assert "--pretrained-lr-mult -1: give a factor >= 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_fine_tune_wrong_layer_lists_names(fixtures, tiny, tmp_path, capsys):
     import importlib
 
