@@ -75,7 +75,7 @@ def prepare(args):
 
 
 def tune_backbone(model, head, freeze, lr_mult):
-    """Freeze the pretrained layers, or give them lr_mult times the learning rate (fit.param_groups reads it)."""
+    """Freeze the pretrained layers, or give them lr_mult times the learning rate (optim.param_groups reads it)."""
     if lr_mult < 0:
         raise UserError(f"--pretrained-lr-mult {lr_mult:g}: give a factor >= 0 (0 keeps the pretrained weights)")
     for name, p in model.named_parameters():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from common import checkpoint, data, fit
+from common import checkpoint, data, fit, optim
 from common.util import UserError
 
 
@@ -42,22 +42,22 @@ def test_defaults_are_mxnets():
 
 
 def test_multi_factor_schedule_steps_at_epochs():
-    mult = fit.lr_schedule(make_args("--lr-step-epochs", "2,4", "--num-epochs", "6"), 10, 1)
+    mult = optim.lr_schedule(make_args("--lr-step-epochs", "2,4", "--num-epochs", "6"), 10, 1)
     assert [mult(s) for s in (0, 19, 20, 39, 40, 59)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
 def test_poly_and_cosine_schedules():
-    poly = fit.lr_schedule(make_args("--lr-step-epochs", "pow2", "--num-epochs", "2"), 10, 1)
+    poly = optim.lr_schedule(make_args("--lr-step-epochs", "pow2", "--num-epochs", "2"), 10, 1)
     assert poly(0) == 1 and poly(10) == pytest.approx(0.25) and poly(20) == 0
-    cos = fit.lr_schedule(make_args("--cosine", "1", "--num-epochs", "2"), 10, 1)
+    cos = optim.lr_schedule(make_args("--cosine", "1", "--num-epochs", "2"), 10, 1)
     assert cos(10) == pytest.approx(0.5) and cos(20) == pytest.approx(0)
 
 
 def test_large_batch_warmup_ramps_to_scale():
-    mult = fit.lr_schedule(make_args("--warmup-epochs", "2", "--warmup-strategy", "power2"), 10, 4)
+    mult = optim.lr_schedule(make_args("--warmup-epochs", "2", "--warmup-strategy", "power2"), 10, 4)
     assert mult(0) == 1 and mult(10) == pytest.approx(1 + 3 * 0.25) and mult(20) == 4
     with pytest.raises(UserError, match="linear"):
-        fit.lr_schedule(make_args("--warmup-strategy", "cubic"), 10, 4)
+        optim.lr_schedule(make_args("--warmup-strategy", "cubic"), 10, 4)
 
 
 def test_states_round_trip_optimizer(tmp_path):

@@ -1,0 +1,110 @@
+"""How the weights start and move: MXNet's initializers, the optimizers, the learning-rate schedule.
+
+Parameter groups follow MXNet's multipliers: weight decay on weights and BatchNorm gammas only (wd_mult 0 on
+biases and betas), and a parameter's `lr_mult` attribute (fine-tune.py's --pretrained-lr-mult) scales its rate.
+"""
+
+import math
+import re
+
+import torch
+from torch import nn
+
+from common.util import UserError, choice_error
+
+OPTIMIZERS = ("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb")
+INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", "one", "zero")
+WARMUPS = ("linear", "power2", "sqrt")
+
+
+def init_weights(model, name, network):
+    """MXNet's initializers on every conv / linear weight; biases zero (MXNet's name rules)."""
+    if name not in INITIALIZERS:
+        raise choice_error("--initializer", name, INITIALIZERS)
+    if name == "default":  # Xavier(gaussian, in, 2) is He-normal; MXNet's example special-cases two networks
+        name = "normal" if network == "alexnet" else "xavier" if "vgg" in (network or "") else "he"
+    inits = {
+        "he": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+        "xavier": lambda w: nn.init.xavier_uniform_(w),  # Xavier(uniform, avg, 3)
+        "msra": lambda w: nn.init.kaiming_normal_(w, a=0.25, mode="fan_in", nonlinearity="leaky_relu"),
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=1.414),
+        "normal": lambda w: nn.init.normal_(w, 0.0, 0.01),
+        "uniform": lambda w: nn.init.uniform_(w, -0.07, 0.07),
+        "one": nn.init.ones_,
+        "zero": nn.init.zeros_,
+    }
+    init = inits[name]
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear) and m.weight.dim() >= 2:
+            init(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def param_groups(args, model):
+    """Weight decay on weights and BN gammas only (MXNet's wd_mult); a parameter's `lr_mult` scales its rate."""
+    by_key = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:  # key (no decay, lr_mult): the decayed group first, as checkpoints keep the order
+            by_key.setdefault((not name.endswith("weight"), float(getattr(p, "lr_mult", 1.0))), []).append(p)
+    by_key.setdefault((False, 1.0), [])  # the two groups of the plain case always exist
+    by_key.setdefault((True, 1.0), [])
+    return [
+        {"params": ps, "weight_decay": 0.0 if no_decay else args.wd, "decay": not no_decay, "lr_mult": mult}
+        for (no_decay, mult), ps in sorted(by_key.items())
+    ]
+
+
+def set_lr(opt, rate):
+    """Give every parameter group `rate` times its lr_mult (groups of checkpoints older than lr_mult: 1)."""
+    for g in opt.param_groups:
+        g["lr"] = rate * g.get("lr_mult", 1.0)
+
+
+def make_optimizer(args, model):
+    """torch.optim (timm for LARS and LAMB) over param_groups(args, model)."""
+    groups = param_groups(args, model)
+    name, lr, mom = args.optimizer.lower(), args.lr, args.mom
+    if name in ("sgd", "nag"):
+        return torch.optim.SGD(groups, lr=lr, momentum=mom, nesterov=name == "nag" and mom > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":  # MXNet's gamma1 = 0.9, epsilon = 1e-8
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-8)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=lr, eps=1e-7)
+    if name in ("lars", "lamb"):
+        from timm.optim import Lamb, Lars
+
+        return Lars(groups, lr=lr, momentum=mom) if name == "lars" else Lamb(groups, lr=lr)
+    raise choice_error("--optimizer", args.optimizer, OPTIMIZERS)
+
+
+def lr_schedule(args, steps_per_epoch, accum):
+    """The per-step learning-rate multiplier (MXNet's multi-factor / poly, or cosine; large-batch warm-up)."""
+    total = max(1, args.num_epochs * steps_per_epoch)
+    text = (args.lr_step_epochs or "").strip()
+    if "pow" in text:
+        try:
+            power = float(re.sub("pow[- ]*", "", text))
+        except ValueError:
+            raise UserError(f"--lr-step-epochs {text!r}: the poly form is pow<power>, e.g. pow2") from None
+        base = lambda s: (1 - min(s, total) / total) ** power  # noqa: E731
+    elif args.cosine:
+        base = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
+    elif text and args.lr_factor < 1:
+        try:
+            bounds = [int(e) * steps_per_epoch for e in text.split(",") if e.strip()]
+        except ValueError:
+            raise UserError(f"--lr-step-epochs {text!r} is not a comma-separated list of epochs, e.g. 30,60") from None
+        base = lambda s: args.lr_factor ** sum(s >= b for b in bounds)  # noqa: E731
+    else:
+        base = lambda s: 1.0  # noqa: E731
+    if args.warmup_strategy not in WARMUPS:
+        raise choice_error("--warmup-strategy", args.warmup_strategy, WARMUPS)
+    ramp = {"linear": lambda f: f, "power2": lambda f: f * f, "sqrt": math.sqrt}[args.warmup_strategy]
+    nwarm = args.warmup_epochs * steps_per_epoch if accum > 1 else 0  # MXNet's lbsgd: 1x -> batch_scale
+    warm = lambda s: accum if s >= nwarm else 1 + (accum - 1) * ramp(s / nwarm)  # noqa: E731
+    return lambda s: base(s) * warm(s)
