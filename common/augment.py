@@ -17,6 +17,7 @@ from common import image
 PCA_EIGVAL = (55.46, 4.794, 1.148)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 LUMA = (0.299, 0.587, 0.114)
+TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 class Geometry:
@@ -115,7 +116,7 @@ class DeviceTransform:
         std = [float(v) for v in str(getattr(args, "rgb_std", "1,1,1")).split(",")][:c]
         self.mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, c, 1, 1)
-        self.device, self.train, self.channels_last, self.seed = device, train, channels_last, seed
+        self.device, self.train, self.channels_last, self.seed = torch.device(device), train, channels_last, seed
         get = lambda name: float(getattr(args, name, 0) or 0)  # noqa: E731
         self.brightness, self.contrast, self.saturation = get("brightness"), get("contrast"), get("saturation")
         self.hue, self.sat_shift, self.light = get("max_random_h"), get("max_random_s"), get("max_random_l")
@@ -129,6 +130,12 @@ class DeviceTransform:
             (self.brightness, self.contrast, self.saturation, self.hue, self.sat_shift, self.light, self.pca)
         )
         self.gen = torch.Generator().manual_seed(seed)
+        # Constants live on the device from the start: a tensor built per batch from Python values would be a
+        # blocking host-to-device copy, which on a GPU waits for all queued work and stalls the pipeline.
+        self.luma = torch.tensor(LUMA, device=device).view(1, 3, 1, 1)
+        self.pca_vec, self.pca_val = torch.tensor(PCA_EIGVEC, device=device), torch.tensor(PCA_EIGVAL, device=device)
+        yiq = torch.tensor(TO_YIQ, dtype=torch.float64)
+        self.to_yiq, self.from_yiq = yiq.float().to(device), torch.linalg.inv(yiq).float().to(device)
 
     def set_epoch(self, epoch):
         """Reseed the jitter from seed + epoch, so a resumed run draws what an uninterrupted one would."""
@@ -145,13 +152,18 @@ class DeviceTransform:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
+    def _draw(self, values):
+        """Random values drawn on the CPU (the same stream on every device) -> the device, without blocking."""
+        if self.device.type == "cuda":
+            return values.pin_memory().to(self.device, non_blocking=True)
+        return values.to(self.device)
+
     def _uniform(self, n, bound):
-        return ((torch.rand(n, generator=self.gen) * 2 - 1) * bound).to(self.device).view(n, 1, 1, 1)
+        return self._draw((torch.rand(n, generator=self.gen) * 2 - 1) * bound).view(n, 1, 1, 1)
 
     def _colour(self, x):
         """Brightness, contrast, saturation (MXNet's ColorJitter), HSL shifts and PCA noise; x in [0, 255]."""
-        n = x.shape[0]
-        luma = torch.tensor(LUMA, device=x.device).view(1, 3, 1, 1)
+        n, luma = x.shape[0], self.luma
         if self.brightness:
             x = x * (1 + self._uniform(n, self.brightness))
         if self.contrast:
@@ -165,21 +177,17 @@ class DeviceTransform:
         if self.light:
             x = x + self._uniform(n, self.light)
         if self.pca:
-            alpha = (torch.randn(n, 3, generator=self.gen) * self.pca).to(x.device)
-            vec = torch.tensor(PCA_EIGVEC, device=x.device)
-            val = torch.tensor(PCA_EIGVAL, device=x.device)
-            x = x + ((alpha * val) @ vec.T).view(n, 3, 1, 1)
+            alpha = self._draw(torch.randn(n, 3, generator=self.gen) * self.pca)
+            x = x + ((alpha * self.pca_val) @ self.pca_vec.T).view(n, 3, 1, 1)
         return x.clamp(0, 255)
 
-    @staticmethod
-    def _rotate_hue(x, theta):
+    def _rotate_hue(self, x, theta):
         """Rotate hue by theta radians per image through YIQ space (batched 3x3 matrices)."""
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device)
         c, s = torch.cos(theta), torch.sin(theta)
         rot = torch.zeros(len(theta), 3, 3, device=x.device)
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-        m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (N, 3, 3)
+        m = self.from_yiq @ rot @ self.to_yiq  # (N, 3, 3)
         return torch.einsum("nij,njhw->nihw", m, x)
 
     def _warp(self, x):

@@ -290,6 +290,8 @@ class SyntheticIter:
         c, h, w = data_shape
         self.data = torch.randint(0, 256, (batch_size, h, w, c), dtype=torch.uint8, generator=g)
         self.label = torch.randint(0, num_classes, (batch_size,), generator=g).float()
+        if torch.cuda.is_available():  # pinned, so that the copy to the GPU does not block, as a real batch's
+            self.data, self.label = self.data.pin_memory(), self.label.pin_memory()
         self.num_batches, self.batch_size = num_batches, batch_size
         self.bad_images = self.skipped_no_image = 0
 

@@ -116,7 +116,7 @@ class Meter:
     def update(self, logits, label, loss):
         """Add one batch (no host sync); returns its row of sums."""
         logits = logits.detach().float()
-        n = torch.tensor(float(len(label)), device=self.device)
+        n = torch.full((), float(len(label)), device=self.device)  # a fill: no host-to-device copy, no sync
         zero = torch.zeros((), device=self.device)
         right = (logits.argmax(1) == label).sum()
         topk = (logits.topk(self.top_k, 1).indices == label[:, None]).any(1).sum() if self.top_k else zero

@@ -145,3 +145,49 @@ def test_training_jitter_is_off_on_synthetic_data(benchmark):
     x = torch.full((4, 28, 28, 3), 100, dtype=torch.uint8)
     jittered = not torch.equal(ctx.train_tf(x), ctx.val_tf(x))
     assert jittered == (not benchmark)  # MXNet's synthetic data is fed as it is; real data is augmented
+
+
+def test_param_groups_carry_wd_and_lr_multipliers():
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    for p in net[0].parameters():
+        p.lr_mult = 0.1
+    args = make_args("--wd", "0.01", "--lr", "0.5")
+    opt = optim.make_optimizer(args, net)
+    optim.set_lr(opt, 0.5)
+    got = {(g["decay"], g["lr_mult"]): (len(g["params"]), g["weight_decay"], g["lr"]) for g in opt.param_groups}
+    # weights and BN gamma decay, biases and beta do not; the first Linear learns at a tenth of the rate
+    assert got == {
+        (True, 0.1): (1, 0.01, pytest.approx(0.05)),
+        (True, 1.0): (2, 0.01, 0.5),
+        (False, 0.1): (1, 0.0, pytest.approx(0.05)),
+        (False, 1.0): (2, 0.0, 0.5),
+    }
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_step_never_waits_on_the_host():
+    from common.augment import DeviceTransform
+
+    args = make_args("--gpus", "0")
+    for name, value in (("max_random_h", 36), ("max_random_s", 50), ("max_random_l", 50), ("pca_noise", 0.1)):
+        setattr(args, name, value)
+    args.max_random_rotate_angle, args.max_random_shear_ratio, args.brightness = 10, 0.1, 0.4
+    dev = torch.device("cuda", 0)
+    tf = DeviceTransform(args, (3, 32, 32), True, dev)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).to(dev)
+    opt = optim.make_optimizer(args, net)
+    meter = fit.Meter(dev, 5, True)
+    x = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8).pin_memory()
+    y = torch.randint(0, 10, (16,)).pin_memory()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation in the step raises
+    try:
+        xb, yb = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        logits = net(tf(xb))
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        loss.backward()
+        opt.step()
+        meter.update(logits, yb, loss)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert meter.read([])["_samples"] == 16
