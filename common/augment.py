@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from common import image
+from common.util import UserError, parse_floats
 
 # ImageNet RGB covariance eigen-decomposition on the 0-255 scale (AlexNet's lighting noise)
 PCA_EIGVAL = (55.46, 4.794, 1.148)
@@ -32,18 +33,40 @@ class Geometry:
         self.pad = getattr(args, "pad_size", 0) if train else 0
         self.fill = getattr(args, "fill_value", 127)
         self.area = (getattr(args, "min_random_area", 1), getattr(args, "max_random_area", 1))
-        self.scale = (getattr(args, "min_random_scale", 1), getattr(args, "max_random_scale", 1)) if train else (1, 1)
+        # MXNet draws scale and aspect ratio as min + u * (max - min): a reversed pair is the same range
+        scale = (getattr(args, "min_random_scale", 1), getattr(args, "max_random_scale", 1))
+        self.scale = tuple(sorted(scale)) if train else (1, 1)
         hi = getattr(args, "max_random_aspect_ratio", 0) or 0
         lo = getattr(args, "min_random_aspect_ratio", None)
-        self.ratio = (lo, hi) if lo is not None else (1 - hi, 1 + hi) if hi else (1.0, 1.0)
+        self.ratio = tuple(sorted((lo, hi))) if lo is not None else (1 - hi, 1 + hi) if hi else (1.0, 1.0)
         if not train:
             self.ratio = (1.0, 1.0)
+        self._check(lo, hi)
+
+    def _check(self, lo, hi):
+        """UserError for ranges no image can be augmented with (MXNet aborted on a reversed area range)."""
+        if not self.train:
+            return
+        if not 0 < self.area[0] <= self.area[1] <= 1:
+            raise UserError(
+                f"--min-random-area {self.area[0]:g} / --max-random-area {self.area[1]:g}: "
+                "give 0 < min <= max <= 1 (fractions of the image's area)"
+            )
+        if self.scale[0] <= 0:
+            raise UserError(f"--min-random-scale / --max-random-scale {self.scale}: scales must be > 0")
+        if self.ratio[0] <= 0 and lo is not None:
+            raise UserError(f"--min-random-aspect-ratio {lo:g} / --max-random-aspect-ratio {hi:g}: ratios must be > 0")
+        if self.ratio[0] <= 0:
+            raise UserError(
+                f"--max-random-aspect-ratio {hi:g}: without --min-random-aspect-ratio it is the "
+                "deviation from 1 and must be < 1"
+            )
 
     def load(self, buf, rng, out):
         """Decode `buf` and write its augmented (H, W, C) RGB uint8 into `out`; False if it does not decode."""
         try:
             img = self._rrc(buf, rng) if self.rrc else self._scale_pad_crop(image.decode(buf, self.channels)[0], rng)
-        except ValueError:
+        except image.DecodeError:  # only the image's bytes: a flag's mistake must not pass for a bad image
             return False
         flip = self.mirror and rng.random() < 0.5
         dst = out if self.channels == 3 else out[:, :, 0]  # OpenCV drops the channel axis of 1-channel images
@@ -112,8 +135,10 @@ class DeviceTransform:
 
     def __init__(self, args, data_shape, train, device, channels_last=True, seed=0):
         c = data_shape[0]
-        mean = [float(v) for v in str(getattr(args, "rgb_mean", "0,0,0")).split(",")][:c]
-        std = [float(v) for v in str(getattr(args, "rgb_std", "1,1,1")).split(",")][:c]
+        mean = parse_floats(getattr(args, "rgb_mean", None) or "0,0,0", "rgb-mean", (3, c))[:c]
+        std = parse_floats(getattr(args, "rgb_std", None) or "1,1,1", "rgb-std", (3, c))[:c]
+        if 0 in std:
+            raise UserError(f"--rgb-std {getattr(args, 'rgb_std', '')}: a standard deviation of 0 divides by zero")
         self.mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, c, 1, 1)
         self.device, self.train, self.channels_last, self.seed = torch.device(device), train, channels_last, seed

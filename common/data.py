@@ -22,6 +22,7 @@ from common.sources import FolderSource as FolderSource
 from common.sources import RecSource as RecSource
 from common.sources import open_source
 from common.util import UserError, choice_error
+from common.util import parse_floats as parse_floats  # re-exported: callers import it from common.data
 
 
 def add_data_args(parser):
@@ -132,17 +133,6 @@ def parse_shape(text):
     return shape
 
 
-def parse_floats(text, name, n=3):
-    """Parse a comma-separated tuple of n floats from flag `name`."""
-    try:
-        vals = [float(v) for v in str(text).strip("()[] ").split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) != n:
-        raise UserError(f"--{name} {text!r} must be {n} comma-separated numbers")
-    return vals
-
-
 # ---------------------------------------------------------------- epoch order
 
 
@@ -151,7 +141,8 @@ def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_pa
 
     With shuffle (training), the whole dataset is permuted from (seed, epoch), then part k takes every
     num_parts-th index, so each record is seen exactly once per epoch over all parts, and every part gets the same
-    number of batches (uneven parts hung MXNet's dist_sync at epoch end): all full but the last, never empty.
+    number of batches (uneven parts hung MXNet's dist_sync at epoch end), none empty: a part one record short
+    moves one record from its second-to-last batch into the last; at batch size 1 it repeats one record instead.
     Without shuffle (validation) the parts are not kept in step, so no record is ever repeated.
     """
     order = np.random.default_rng([seed, epoch]).permutation(num) if shuffle else np.arange(num)
@@ -312,6 +303,8 @@ class SyntheticIter:
 def _check_labels(source, num_classes):
     """A class label outside [0, num_classes) is an error before training, naming the record."""
     labels = source.labels
+    if labels.ndim == 2:  # multi-label records train on their first label
+        labels = labels[:, 0]
     if num_classes is None or labels.ndim != 1 or not len(labels) or np.any(labels != np.round(labels)):
         return
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))

@@ -74,6 +74,10 @@ def _to_channels(img, channels):
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+class DecodeError(ValueError):
+    """The bytes are not an image that decodes (a bad record, not a mistake in the flags)."""
+
+
 def jpeg_size(data):
     """(height, width) of a JPEG as stored (before EXIF orientation), or None if libjpeg-turbo cannot read it."""
     if not data.startswith(JPEG_MAGIC):
@@ -90,7 +94,7 @@ def decode(data, channels=3, min_short=0):
 
     min_short > 0 lets a JPEG be decoded at 1/2, 1/4 or 1/8 scale while its short side stays >= min_short;
     full_hw is the upright size at full scale, so callers compute target sizes exactly as from a full decode.
-    Raises ValueError when the bytes are not a decodable image.
+    Raises DecodeError when the bytes are not a decodable image.
     """
     size = jpeg_size(data) if channels in (1, 3) else None
     if size is None:
@@ -116,7 +120,7 @@ def decode_cv2(data, channels=3):
     """Decode any format OpenCV reads (applies EXIF orientation); returns (array, full_hw) like decode()."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_FLAGS[channels])
     if img is None or img.size == 0:
-        raise ValueError("not a decodable image")
+        raise DecodeError("not a decodable image")
     img = _to_channels(img, channels)
     return img, img.shape[:2]
 

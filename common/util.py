@@ -33,10 +33,25 @@ def choice_error(what, value, valid):
     return UserError(f"unknown {what} {value!r}; valid values: {', '.join(str(v) for v in valid)}")
 
 
+def parse_floats(text, name, n=3):
+    """Parse a comma-separated tuple of floats from flag `name`: n of them (n: a count or a tuple of counts)."""
+    counts = (n,) if isinstance(n, int) else tuple(dict.fromkeys(n))
+    try:
+        vals = [float(v) for v in str(text).strip("()[] ").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in counts:
+        raise UserError(f"--{name} {text!r} must be {' or '.join(map(str, counts))} comma-separated numbers")
+    return vals
+
+
 def atomic_write(path, data, mode="wb"):
     """Write data to path through a temporary file in the same folder and an atomic rename."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror} ({folder}); create the folder or pick another") from None
     try:
         umask = os.umask(0)
         os.umask(umask)

@@ -165,6 +165,55 @@ def test_label_outside_num_classes_names_the_record(tmp_path):
         data.get_rec_iter(make_args("--data-train", rec, "--image-shape", "3,32,32", "--num-classes", "5"))
 
 
+def test_multi_label_first_label_outside_num_classes_names_the_record(tmp_path):
+    rec = write_rec(tmp_path / "ml", random_images(3), [[3, 7], [25, 1], [4, 0]])
+    with pytest.raises(UserError, match=r"label 25 of .*ml.rec at byte \d+ is outside \[0, 10\)"):
+        data.get_rec_iter(make_args("--data-train", rec, "--image-shape", "3,32,32", "--num-classes", "10"))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--min-random-scale", "1.2", "--max-random-scale", "1"),  # reversed: MXNet draws between the two
+        ("--min-random-aspect-ratio", "0.75", "--max-random-aspect-ratio", "0.25"),
+        ("--random-resized-crop", "1", "--min-random-aspect-ratio", "1.3", "--max-random-aspect-ratio", "0.75"),
+    ],
+)
+def test_reversed_scale_and_ratio_ranges_still_augment(tmp_path, flags):
+    rec = write_rec(tmp_path / "r", random_images(6), [0, 1, 0, 1, 0, 1])
+    args = make_args("--data-train", rec, "--image-shape", "3,32,32", "--data-backend", "python", *flags)
+    train, _ = data.get_rec_iter(args)
+    assert sum(len(x) for x, _ in train) == 6 and train.bad_images == 0
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (("--min-random-area", "0.5", "--max-random-area", "0.3"), "--min-random-area 0.5 / --max-random-area 0.3"),
+        (("--min-random-aspect-ratio", "0.75", "--max-random-aspect-ratio", "0"), "ratios must be > 0"),
+        (("--max-random-aspect-ratio", "1.5"), "deviation from 1 and must be < 1"),
+    ],
+)
+def test_impossible_augmentation_ranges_are_user_errors(tmp_path, flags, message):
+    rec = write_rec(tmp_path / "r", random_images(2), [0, 1])
+    args = make_args("--data-train", rec, "--image-shape", "3,32,32", "--random-resized-crop", "1", *flags)
+    with pytest.raises(UserError, match=message):
+        data.get_rec_iter(args)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (("--rgb-mean", "1,2"), "--rgb-mean '1,2' must be 3 comma-separated numbers"),
+        (("--rgb-std", "1,x,1"), "--rgb-std '1,x,1' must be 3 comma-separated numbers"),
+        (("--rgb-std", "1,0,1"), "a standard deviation of 0"),
+    ],
+)
+def test_bad_mean_and_std_are_one_line_errors(cli, flags, message):
+    proc = cli("train_cifar10.py", "--benchmark", "1", "--num-epochs", "1", "--num-examples", "64", *flags, check=2)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_idx_of_another_rec_is_refused(tmp_path):
     a = write_rec(tmp_path / "a", random_images(4, seed=1), [0, 1, 2, 3])
     write_rec(tmp_path / "b", random_images(9, 60, 80, seed=2), list(range(9)))

@@ -220,6 +220,8 @@ def test_missing_list_and_bad_flags_are_user_errors(cli, fixtures, tmp_path):
     assert "--list" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(IM2REC, "--quality", "0", tmp_path / "none", fixtures / "im2rec_src", check=2)
     assert "--quality 0" in proc.stderr
+    proc = cli(IM2REC, "--list", "--recursive", tmp_path / "nodir" / "x", fixtures / "im2rec_src", check=2)
+    assert f"cannot write {tmp_path / 'nodir' / 'x.lst'}" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_crop_and_resize_beyond_the_image(cli, tmp_path):
