@@ -99,19 +99,28 @@ def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune
 
 
 def read_json(path, hint="pass the --model-prefix the model was trained with"):
-    """Read a JSON file; a missing or malformed one is a UserError naming it (and the line)."""
+    """Read a JSON object from a file; a missing or malformed one is a UserError naming it (and the line)."""
     try:
         with open(path) as f:
-            return json.load(f)
+            doc = json.load(f)
     except FileNotFoundError:
         raise UserError(f"{path} not found; {hint}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read it ({err})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path} holds a JSON {type(doc).__name__}, not the object of a symbol file; {hint}")
+    return doc
 
 
 def read_symbol(prefix):
-    """Read PREFIX-symbol.json back into a dict."""
-    return read_json(f"{prefix}-symbol.json")
+    """Read PREFIX-symbol.json back into a dict (it must name its network)."""
+    path = f"{prefix}-symbol.json"
+    doc = read_json(path)
+    if not doc.get("network"):
+        raise UserError(f"{path} names no network; it is damaged or not one of this suite's symbol files")
+    return doc
 
 
 def model_tensors(model):
@@ -205,7 +214,7 @@ def load_states(prefix, epoch, raw=None):
         header_len = int.from_bytes(raw[:8], "little")
         meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
         return _join(json.loads(meta[STATES_KEY]), tensors)
-    except (OSError, ValueError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for damaged headers
         raise UserError(f"{path} is not a readable training-state file ({err}); resume from another epoch") from None
 
 
@@ -246,10 +255,12 @@ def plot_curves(path, records):
 def save_training(ctx, epoch):
     """Write PREFIX-%04d.params and .states for `epoch` epochs done."""
     prefix, cuda = ctx.args.model_prefix, ctx.device.type == "cuda"
-    save_params(prefix, epoch, ctx.raw)
+    # With --ema the averaged weights are the model (validated, scored, exported); the trained ones resume.
+    save_params(prefix, epoch, ctx.ema.module if ctx.ema is not None else ctx.raw)
     states = {
         "epoch": epoch,
         "step": ctx.step,
+        "model": ctx.raw.state_dict() if ctx.ema is not None else None,
         "optimizer": ctx.opt.state_dict(),
         "scaler": ctx.scaler.state_dict(),
         "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
@@ -295,6 +306,8 @@ def resume_training(ctx, epoch, blobs=None):
     check_same_network(args)
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
     states = load_states(prefix, epoch, raw=blobs[1])
+    if states.get("model"):  # an --ema run: .params holds the average, .states the trained weights
+        ctx.raw.load_state_dict(states["model"])
     ctx.opt.load_state_dict(states["optimizer"])
     for i, g in enumerate(ctx.opt.param_groups):  # the flags of this run, not of the saved one
         g["weight_decay"] = args.wd if g.get("decay", i == 0) else 0.0  # older checkpoints: [decay, rest]

@@ -241,10 +241,13 @@ def fit(args, network, data_loader):
                 record[f"train-{k}"] = v
         ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
         if val is not None:
-            for k, v in evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val).items():
+            vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
+            for k, v in vals.items():
                 if not k.startswith("_"):
                     ctx.log(f"Epoch[{epoch}] Validation-{k}={v:f}")
                     record[f"validation-{k}"] = v
+            ctx.check_finite(vals["_loss"], epoch, "validation")
+        reporting.check_weights(args.model_prefix, ctx.raw, epoch)  # a diverged epoch is never saved
         record["time"] = time.time() - tic
         ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
         if args.model_prefix and kv.rank == 0:

@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 from common import checkpoint
 from common.util import UserError
 
@@ -13,6 +15,16 @@ def check_finite(prefix, value, epoch, where):
     saved = checkpoint.saved_epochs(prefix) if prefix else []
     last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
     raise UserError(f"loss is {value} in epoch {epoch} ({where}); training stopped{last}; lower --lr or check the data")
+
+
+def check_weights(prefix, model, epoch):
+    """Stop before saving when a weight is NaN/inf (an epoch's last steps can diverge while its mean loss is finite)."""
+    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is None:
+        return
+    saved = checkpoint.saved_epochs(prefix) if prefix else []
+    last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
+    raise UserError(f"parameter {bad} is NaN or inf after epoch {epoch}; training stopped{last}; lower --lr")
 
 
 def progress(iterable, total, epoch):

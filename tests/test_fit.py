@@ -128,6 +128,32 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     assert checkpoint.saved_epochs(prefix) == [1]
 
 
+def test_diverged_last_step_is_never_saved(tmp_path):
+    # one batch per epoch and a rate that overflows the weights in that step: the epoch's training loss (computed
+    # before the step) is finite, so only a check of what is about to be saved can catch it
+    prefix = str(tmp_path / "div")
+    args = make_args("--image-shape", "1,2,2", "--num-classes", "3", "--batch-size", "8", "--num-epochs", "2")
+    args.model_prefix, args.rgb_mean, args.lr, args.network = prefix, "0,0,0", 1e38, "linear"
+    images = torch.randint(1, 255, (8, 2, 2, 1), dtype=torch.uint8).numpy()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1], dtype=torch.float32).numpy()
+    loader = lambda a, kv: (data.ArrayIter(images, labels, 8, shuffle=True),) * 2  # noqa: E731
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(UserError, match=r"epoch 0 .*training stopped"):
+        fit.fit(args, net, loader)
+    assert checkpoint.saved_epochs(prefix) == []
+
+
+def test_check_weights_names_the_parameter(tmp_path):
+    from common import reporting
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    reporting.check_weights(None, net, 3)  # finite: nothing happens
+    with torch.no_grad():
+        net[1].bias.fill_(math.inf)
+    with pytest.raises(UserError, match=r"parameter 1.bias is NaN or inf after epoch 3; training stopped; lower"):
+        reporting.check_weights(None, net, 3)
+
+
 @pytest.mark.parametrize("benchmark", [0, 1])
 def test_training_jitter_is_off_on_synthetic_data(benchmark):
     parser = argparse.ArgumentParser()
@@ -191,3 +217,24 @@ def test_gpu_step_never_waits_on_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert meter.read([])["_samples"] == 16
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:20], lambda b: b"", lambda b: b"\xff" * 64])
+def test_damaged_states_file_is_a_user_error(tmp_path, damage):
+    checkpoint.save_states(str(tmp_path / "m"), 1, {"epoch": 1, "w": torch.ones(3)})
+    path = tmp_path / "m-0001.states"
+    assert checkpoint.load_states(str(tmp_path / "m"), 1)["epoch"] == 1
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UserError, match="m-0001.states is not a readable training-state file"):
+        checkpoint.load_states(str(tmp_path / "m"), 1)
+
+
+@pytest.mark.parametrize(
+    "text,message", [("[1, 2]", "holds a JSON list"), ('{"format": "mxtorch-imgcls/1"}', "names no network")]
+)
+def test_malformed_symbol_file_is_a_user_error(tmp_path, text, message):
+    from common import modelzoo
+
+    (tmp_path / "m-symbol.json").write_text(text)
+    with pytest.raises(UserError, match=message):
+        modelzoo.load_model(str(tmp_path / "m"), 1)

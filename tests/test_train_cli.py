@@ -74,6 +74,26 @@ def test_resume_is_exact_and_auto(two_epochs, tmp_path, cli):
     assert [json.loads(x)["epoch"] for x in open(f"{prefix}-metrics.jsonl")] == [0, 1, 2]
 
 
+def test_ema_params_are_the_averaged_model_and_resume_exactly(tmp_path, cli):
+    from common import checkpoint
+
+    ema = [*MLP, "--ema", "0.9", "--num-examples", "1024", "--batch-size", "128"]
+    full, part = tmp_path / "full" / "m", tmp_path / "part" / "m"
+    cli(*ema, "--num-epochs", "2", "--model-prefix", full, check=0)
+    cli(*ema, "--num-epochs", "1", "--model-prefix", part, check=0)
+    cli(*ema, "--num-epochs", "2", "--model-prefix", part, "--load-epoch", "1", check=0)
+    states = checkpoint.load_states(str(full), 2)
+    params = load_file(f"{full}-0002.params")
+    averaged = {k[len("module.") :]: v for k, v in states["ema"].items() if k.startswith("module.")}
+    # the .params file is what validation ran on (the average), the trained weights ride in .states for resume
+    assert params.keys() == averaged.keys() and all(torch.equal(params[k], averaged[k]) for k in params)
+    assert any(not torch.equal(params[k], states["model"][k]) for k in params)
+    resumed = load_file(f"{part}-0002.params")
+    assert all(torch.equal(params[k], resumed[k]) for k in params)
+    resumed_states = checkpoint.load_states(str(part), 2)
+    assert all(torch.equal(states["model"][k], resumed_states["model"][k]) for k in params)
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
