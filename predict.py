@@ -64,6 +64,11 @@ def predict(model, files, pre, device, top_k, batch_size, classes):
         chunk = files[start : start + batch_size]
         batch = torch.from_numpy(np.stack([load_image(p, pre) for p in chunk])).to(device)
         prob = torch.softmax(model(transform(batch)).float(), dim=1)
+        if classes and len(classes) != prob.shape[1]:
+            raise UserError(
+                f"{len(classes)} class names for a model with {prob.shape[1]} outputs; "
+                f"give --synset a file of {prob.shape[1]} lines, one name per class"
+            )
         p, idx = prob.topk(min(top_k, prob.shape[1]), dim=1)
         for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
             top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]

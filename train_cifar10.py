@@ -43,8 +43,9 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.benchmark and not (args.data_train and args.data_val):
         train_rec, val_rec = cifar10.prepare(args.data_dir, args.cifar10_url)
+        if not args.data_train:  # CIFAR-10's own training data: its class names go into PREFIX-symbol.json
+            args.classes = list(cifar10.CLASSES)
         args.data_train, args.data_val = args.data_train or train_rec, args.data_val or val_rec
-    args.classes = list(cifar10.CLASSES)
     fit.fit(args, fit.get_network(args), data.get_rec_iter)
 
 

@@ -371,4 +371,6 @@ def write_symbol_for(args, train):
         "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
     }
     classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
+    if classes is not None and len(classes) != args.num_classes:  # names that do not match the outputs mislead
+        classes = None
     write_symbol(args.model_prefix, args.network, arguments, preprocess, classes, getattr(args, "fine_tune", None))

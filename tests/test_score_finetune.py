@@ -95,6 +95,18 @@ def test_predict_text_and_json(cli, fixtures, tmp_path):
         assert r["path"] in proc.stdout
     proc = cli("predict.py", "--model", fixtures / "resnet-20", tmp_path / "missing.jpg", check=2)
     assert "missing.jpg: no such image file or folder" in proc.stderr
+    synset.write_text("cat\ndog\nemu\n")
+    proc = cli("predict.py", "--model", fixtures / "resnet-20", src, "--synset", synset, check=2)
+    assert "3 class names for a model with 10 outputs; give --synset a file of 10 lines" in proc.stderr
+
+
+def test_cifar_names_only_with_cifar_data(cli, tiny, tmp_path):
+    from data import cifar10
+
+    prefix = tmp_path / "c" / "m"
+    flags = ("--data-train", tiny, "--data-val", tiny, "--num-classes", "3", "--image-shape", "3,28,28")
+    cli("train_cifar10.py", *flags, "--num-epochs", "1", "--batch-size", "9", "--model-prefix", prefix, check=0)
+    assert checkpoint.read_symbol(str(prefix))["classes"] != list(cifar10.CLASSES)
 
 
 def test_convert_mxnet_round_trip(cli, fixtures, tiny, tmp_path):
