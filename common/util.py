@@ -45,17 +45,23 @@ def parse_floats(text, name, n=3):
     return vals
 
 
-def atomic_write(path, data, mode="wb"):
-    """Write data to path through a temporary file in the same folder and an atomic rename."""
+def temp_near(path):
+    """(fd, name) of a new temporary file beside path, with the permissions open() would give; UserError if none."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror} ({folder}); create the folder or pick another") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+    return fd, tmp
+
+
+def atomic_write(path, data, mode="wb"):
+    """Write data to path through a temporary file in the same folder and an atomic rename."""
+    fd, tmp = temp_near(path)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()

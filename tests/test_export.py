@@ -1,6 +1,7 @@
 """tools/export.py: ONNX (onnxruntime), torch.export and int8 on MXNet's fixtures; score.py --dtype int8."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -20,7 +21,16 @@ def test_onnx_gives_mxnet_logits(cli, fixtures, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: io["x"]})[0]  # batch 2: the batch axis is dynamic
     assert np.abs(logits - io["logits"]).max() <= 1e-4 * np.abs(io["logits"]).max()
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.onnx"]  # no temporary or external-weight files
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()  # as open() would make it
+    proc = cli("tools/export.py", "--model", fixtures / "lenet", "--format", "onnx", "--output", tmp_path / "no" / "x")
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.slow

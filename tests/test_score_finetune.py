@@ -121,6 +121,24 @@ def test_convert_mxnet_round_trip(cli, fixtures, tiny, tmp_path):
     assert np.abs(logits - io["logits"]).max() <= 1e-4 * np.abs(io["logits"]).max()
 
 
+def test_convert_mxnet_refuses_to_overwrite_its_source_and_bad_interpreter(cli, fixtures, tiny, tmp_path):
+    import shutil
+
+    for name in ("lenet-symbol.json", "lenet-0003.params"):
+        shutil.copy(fixtures / name, tmp_path / name)
+    before = (tmp_path / "lenet-symbol.json").read_bytes()
+    proc = cli("tools/convert_mxnet.py", "--prefix", tmp_path / "lenet", "--output", tmp_path / "lenet", check=2)
+    assert "is the MXNet checkpoint's own prefix" in proc.stderr
+    assert (tmp_path / "lenet-symbol.json").read_bytes() == before
+    proc = cli(
+        "tools/convert_mxnet.py",
+        *("--prefix", fixtures / "lenet", "--output", tmp_path / "out" / "l", "--data-val", tiny),
+        *("--mxnet-python", tmp_path / "no-python"),
+        check=2,
+    )
+    assert "--mxnet-python" in proc.stderr and "cannot run it" in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.mxnet
 def test_convert_mxnet_agrees_with_mxnet(cli, fixtures, tiny, tmp_path, mxnet_python):
     proc = cli(

@@ -41,9 +41,12 @@ def mxnet_outputs(python, prefix, epoch, x):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
         np.save(src, x.numpy())
-        run = subprocess.run(
-            [python, "-c", MXNET_FORWARD, prefix, str(epoch), src, dst], capture_output=True, text=True
-        )
+        try:
+            run = subprocess.run(
+                [python, "-c", MXNET_FORWARD, prefix, str(epoch), src, dst], capture_output=True, text=True
+            )
+        except OSError as err:
+            raise UserError(f"--mxnet-python {python}: cannot run it ({err.strerror})") from None
         if run.returncode != 0:
             last = (run.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"--mxnet-python {python}: MXNet's forward pass failed ({last})")
@@ -77,6 +80,8 @@ def main(argv=None):
     p.add_argument("--mxnet-python", help="a Python interpreter with mxnet, to compare against MXNet itself")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    if os.path.abspath(args.output) == os.path.abspath(args.prefix):
+        raise UserError(f"--output {args.output} is the MXNet checkpoint's own prefix; converting would overwrite it")
     model, info = modelzoo.import_mxnet(args.prefix, args.epoch)
     folder = os.path.dirname(args.output)
     if folder:

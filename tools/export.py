@@ -16,7 +16,6 @@ import logging
 import operator
 import os
 import sys
-import tempfile
 import types
 import warnings
 
@@ -26,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: the repository root holds the pa
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import modelzoo  # noqa: E402
-from common.util import UserError, choice_error, main_guard  # noqa: E402
+from common.util import UserError, choice_error, main_guard, temp_near  # noqa: E402
 
 FORMATS = ("onnx", "torch-export", "int8")
 TOLERANCE = 1e-3
@@ -106,7 +105,7 @@ def compare(name, ref, out, logits_too):
 
 
 def _tmp_near(path):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    fd, tmp = temp_near(path)
     os.close(fd)
     return tmp
 
@@ -140,8 +139,9 @@ def export_onnx(model, x, path, meta):
         out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, tmp + ".data"):  # the exporter's external weights, folded into the file by onnx.save
+            if os.path.exists(leftover):
+                os.unlink(leftover)
     return out
 
 
