@@ -296,8 +296,10 @@ def import_mxnet(prefix, epoch=None):
     if extra:
         raise UserError(f"{params_file} does not match {network} {kwargs}: parameter {extra[0]} has no place in it")
     model.load_state_dict({t: torch.from_numpy(params[m]).float() for t, m in names.items()})
-    preprocess = {"image_shape": [int(v) for v in kwargs["image_shape"].split(",")], "rgb_mean": MXNET_MEAN}
-    preprocess["rgb_std"] = MXNET_STD
+    shape = [int(v) for v in kwargs["image_shape"].split(",")]
+    # MXNet's example fed ImageNet-style networks mean-subtracted 0-255 pixels, and MNIST's (one channel) 0-1 ones
+    mean, std = (MXNET_MEAN, MXNET_STD) if shape[0] != 1 else ([0.0] * 3, [255.0] * 3)
+    preprocess = {"image_shape": shape, "rgb_mean": mean, "rgb_std": std}
     info = {"source": f"MXNet checkpoint {params_file}", "network": network, "arguments": kwargs}
     info.update(preprocess=preprocess, classes=None, epoch=epoch)
     return model.eval(), info

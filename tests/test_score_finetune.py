@@ -115,6 +115,8 @@ def test_convert_mxnet_round_trip(cli, fixtures, tiny, tmp_path):
     assert "top-1 agreement with the imported network on 9 images" in proc.stderr and ": 1.0000" in proc.stderr
     model, info = modelzoo.load_model(str(out), 3)
     assert info["source"].startswith("checkpoint") and info["preprocess"]["image_shape"] == [1, 28, 28]
+    # MXNet's MNIST networks were trained on pixels / 255 (MNISTIter), not on the ImageNet mean
+    assert info["preprocess"]["rgb_mean"] == [0.0] * 3 and info["preprocess"]["rgb_std"] == [255.0] * 3
     io = np.load(fixtures / "lenet-io.npz")
     with torch.no_grad():
         logits = model(torch.from_numpy(io["x"])).numpy()
