@@ -155,6 +155,10 @@ def train_one_epoch(ctx, epoch, train):
     tic, seen, nbatch = time.time(), 0, len(train)
     batches = ctx.progress(train, nbatch, epoch)
     for i, (x, y) in enumerate(batches):
+        if not len(x):  # every image of the batch failed to decode (counted by the iterator)
+            if ctx.kv.num_workers > 1:  # a worker that skips a step would leave the others waiting in all-reduce
+                raise UserError(f"epoch {epoch} batch {i}: no image of the batch decodes; check the data (verify-rec)")
+            continue
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         y = (y[:, 0] if y.dim() == 2 else y).long()  # multi-label records train on their first label
         x = ctx.train_tf(x)  # (N, C, H, W) float, normalised

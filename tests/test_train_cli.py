@@ -213,3 +213,15 @@ def test_cifar10_checksum_mismatch_refused(tmp_path, cli):
     archive = _fake_cifar_archive(tmp_path / "c.tar.gz")
     proc = cli("train_cifar10.py", "--cifar10-url", archive.as_uri(), "--data-dir", tmp_path / "out")
     assert proc.returncode == 2 and "SHA-256" in proc.stderr and "refused" in proc.stderr
+
+
+def test_a_batch_of_only_bad_images_is_skipped(tmp_path, cli):
+    from common import recordio
+    from tests.test_data import random_images, write_rec
+
+    bad = [(recordio.IRHeader(0, 1, 100 + k, 0), b"\xff\xd8 not a jpeg") for k in range(8)]
+    rec = write_rec(tmp_path / "mostly_bad", random_images(2, 32, 32), [0, 1], extra=bad)
+    # 10 records in batches of 2: at most 2 batches hold a good image, so at least 3 hold none
+    flags = ("--data-train", rec, "--image-shape", "3,32,32", "--num-classes", "2", "--batch-size", "2")
+    proc = cli("train_imagenet.py", "--network", "mlp", *flags, "--num-epochs", "1", "--disp-batches", "1", check=0)
+    assert "Epoch[0] Train-accuracy=" in proc.stderr
