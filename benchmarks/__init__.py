@@ -64,15 +64,13 @@ def kernels_in_use(env, suite_python, peer_python=None):
     import re
     import subprocess
 
-    def probe(python, code, pattern):
+    def probe(python, code):
         verbose = {**env, "ONEDNN_VERBOSE": "1", "DNNL_VERBOSE": "1", "MKLDNN_VERBOSE": "1"}
         out = subprocess.run([python, "-c", code], env=verbose, capture_output=True, text=True).stdout
-        found = re.search(pattern + r"([^\n]+)", out)
-        return found.group(1).strip() if found else "?"
+        return lambda pattern: (re.findall(pattern + r"([^\n]+)", out) or ["?"])[0].strip()
 
-    parts = [
-        f"torch ATen {probe(suite_python, TORCH_PROBE, 'aten:')} / oneDNN {probe(suite_python, TORCH_PROBE, 'isa:')}"
-    ]
+    torch_said = probe(suite_python, TORCH_PROBE)
+    parts = [f"torch ATen {torch_said('aten:')} / oneDNN {torch_said('isa:')}"]
     if peer_python and os.path.exists(peer_python):
-        parts.append(f"MXNet oneDNN {probe(peer_python, MXNET_PROBE, 'isa:')}")
+        parts.append(f"MXNet oneDNN {probe(peer_python, MXNET_PROBE)('isa:')}")
     return "; ".join(parts)

@@ -8,23 +8,32 @@ from common import checkpoint
 from common.util import UserError
 
 
+def _last_good(prefix):
+    """'; the last good checkpoint P is intact' for the newest saved epoch under prefix, or ''."""
+    saved = checkpoint.saved_epochs(prefix) if prefix else []
+    return f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
+
+
 def check_finite(prefix, value, epoch, where):
     """Stop on a NaN/inf loss before anything is written, naming the last good checkpoint."""
     if math.isfinite(value):
         return
-    saved = checkpoint.saved_epochs(prefix) if prefix else []
-    last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
-    raise UserError(f"loss is {value} in epoch {epoch} ({where}); training stopped{last}; lower --lr or check the data")
+    raise UserError(
+        f"loss is {value} in epoch {epoch} ({where}); training stopped{_last_good(prefix)}; "
+        "lower --lr or check the data"
+    )
 
 
 def check_weights(prefix, model, epoch):
     """Stop before saving when a weight is NaN/inf (an epoch's last steps can diverge while its mean loss is finite)."""
-    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
-    if bad is None:
+    named = list(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist() if named else []  # one host sync
+    if all(finite):
         return
-    saved = checkpoint.saved_epochs(prefix) if prefix else []
-    last = f"; the last good checkpoint {checkpoint.params_path(prefix, saved[-1])} is intact" if saved else ""
-    raise UserError(f"parameter {bad} is NaN or inf after epoch {epoch}; training stopped{last}; lower --lr")
+    bad = named[finite.index(False)][0]
+    raise UserError(
+        f"parameter {bad} is NaN or inf after epoch {epoch}; training stopped{_last_good(prefix)}; lower --lr"
+    )
 
 
 def progress(iterable, total, epoch):
