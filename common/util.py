@@ -1,5 +1,6 @@
 """Utilities shared by every entry point: the user-error type and the wrapper that reports it."""
 
+import contextlib
 import functools
 import os
 import sys
@@ -58,16 +59,27 @@ def temp_near(path):
     return fd, tmp
 
 
+@contextlib.contextmanager
+def atomic_path(path, extra_suffixes=()):
+    """Yield a temporary name beside path; on a clean exit rename it to path, else remove it (and tmp+suffix).
+
+    The one way every output of the suite is written: a reader never sees a half-written file under its final
+    name. extra_suffixes names side files a writer may leave beside the temporary (ONNX's external weights).
+    """
+    fd, tmp = temp_near(path)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, *(tmp + s for s in extra_suffixes)):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
 def atomic_write(path, data, mode="wb"):
     """Write data to path through a temporary file in the same folder and an atomic rename."""
-    fd, tmp = temp_near(path)
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
