@@ -6,7 +6,7 @@ fully connected classifier with --num-classes outputs is put behind it; every ot
 layers to that fraction of --lr (MXNet's lr_mult, an optimizer parameter group; any optimizer).
 Data: a .rec or a folder of class subfolders.
 PREFIX-symbol.json records the pretrained network's arguments and each classifier replacement, so score.py,
-predict.py, tools/export.py and a further fine-tune rebuild the fine-tuned network (common/modelzoo.rebuild).
+predict.py, tools/export.py and a further fine-tune rebuild the fine-tuned network (common/networks.rebuild).
 """
 
 import argparse
@@ -19,8 +19,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, fit, modelzoo  # noqa: E402
-from common.util import UserError, main_guard  # noqa: E402
+from common import augment, checkpoint, data, dist, fit, modelzoo, mximport, networks  # noqa: E402
+from common.util import UserError, main_guard, parse_shape  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,8 +30,8 @@ def parse_args(argv=None):
     )
     fit.add_fit_args(parser)
     data.add_data_args(parser)
-    aug = data.add_data_aug_args(parser)
-    data.set_data_aug_level(aug, 2)
+    aug = augment.add_data_aug_args(parser)
+    augment.set_data_aug_level(aug, 2)
     ft = parser.add_argument_group("Fine-tune", "the pretrained model")
     ft.add_argument("--pretrained-model", required=True, help="checkpoint prefix (ours or MXNet's) or a zoo name")
     ft.add_argument("--pretrained-epoch", type=int, help="epoch of the pretrained checkpoint (default: the last)")
@@ -45,24 +45,27 @@ def parse_args(argv=None):
 
 
 def prepare(args):
-    """Load the pretrained model, take its preprocessing where no flag gives one, and replace its classifier."""
+    """Load the pretrained model, take its preprocessing where no flag gives one, and replace its classifier.
+
+    Returns (model, name of the new classifier, checkpoint.Pretrained: what PREFIX-symbol.json records of it).
+    """
     model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch)
     pre = info.get("preprocess") or {}
     args.image_shape = args.image_shape or ",".join(str(v) for v in pre.get("image_shape", (3, 224, 224)))
-    args.rgb_mean = args.rgb_mean or ",".join(str(v) for v in pre.get("rgb_mean", modelzoo.MXNET_MEAN))
-    args.rgb_std = args.rgb_std or ",".join(str(v) for v in pre.get("rgb_std", modelzoo.MXNET_STD))
+    args.rgb_mean = args.rgb_mean or ",".join(str(v) for v in pre.get("rgb_mean", mximport.MXNET_MEAN))
+    args.rgb_std = args.rgb_std or ",".join(str(v) for v in pre.get("rgb_std", mximport.MXNET_STD))
     if not args.num_classes:
         raise UserError("--num-classes is required: the number of classes of the new data")
     args.network = info["network"]
     before = dict(model.state_dict())
-    shape = data.parse_shape(args.image_shape)
+    shape = parse_shape(args.image_shape)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]  # the last one: the pretrained classifier
-    model, head, dropped = modelzoo.replace_head(model, args.layer_before_fullc, args.num_classes, shape)
+    model, head, dropped = networks.replace_head(model, args.layer_before_fullc, args.num_classes, shape)
     # What PREFIX-symbol.json needs to rebuild this network: the pretrained one's arguments, then this replacement.
-    args.pretrained_arguments = dict(info.get("arguments") or {})
     step = {"pretrained_source": info["source"].split()[0].lower(), "layer_before_fullc": args.layer_before_fullc}
     step.update(pretrained_num_classes=linears[-1].out_features, image_shape=list(shape))
-    args.fine_tune = list(info.get("fine_tune") or []) + [dict(step, num_classes=args.num_classes)]
+    steps = list(info.get("fine_tune") or []) + [dict(step, num_classes=args.num_classes)]
+    pretrained = checkpoint.Pretrained(arguments=dict(info.get("arguments") or {}), fine_tune=steps)
     logging.info("fine-tuning %s (%s) for %d classes", info["source"], info["network"], args.num_classes)
     kept = [k for k in model.state_dict() if k in before and not k.startswith(head + ".")]
     logging.info("loaded %d pretrained arrays; reinitialised the new classifier %s", len(kept), head)
@@ -71,7 +74,7 @@ def prepare(args):
         logging.info("ignored the pretrained layers after --layer-before-fullc: %s", ", ".join(ignored))
     if dropped and args.layer_before_fullc == "auto":
         logging.info("the pretrained classifier (%s) is replaced by one with %d outputs", dropped[-1], args.num_classes)
-    return model, head
+    return model, head, pretrained
 
 
 def tune_backbone(model, head, freeze, lr_mult):
@@ -93,10 +96,12 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     torch.manual_seed(args.seed)  # the new classifier's initial weights follow --seed
-    model, head = prepare(args)
+    model, head, pretrained = prepare(args)  # before the workers start: a bad pretrained model is named once
     tune_backbone(model, head, args.freeze_backbone, args.pretrained_lr_mult)
-    model.initialized = True  # fit must not re-initialise the pretrained weights
-    return fit.fit(args, model, data.get_rec_iter)
+    workers = dist.local_workers(args)
+    if workers > 1:  # several devices here: this process starts one worker per device and waits for them
+        sys.exit(dist.spawn_local(workers))
+    return fit.fit(args, model, data.get_rec_iter, pretrained=pretrained)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ import cv2
 import numpy as np
 import torch
 
-from common import modelzoo
+from common import dist, modelzoo
 from common.augment import DeviceTransform
-from common.data import IMAGE_EXTS
-from common.fit import get_device
 from common.image import decode
+from common.inference import read_synset, resolve_preprocess
+from common.sources import IMAGE_EXTS
 from common.util import UserError, atomic_write, main_guard
-from score import read_synset, resolve_preprocess
 
 
 def list_images(paths):
@@ -93,7 +92,7 @@ def main(argv=None):
     p.add_argument("--gpus", type=str, default="", help="the gpu to use, e.g. 0; empty means the CPU")
     args = p.parse_args(argv)
     files = list_images(args.images)
-    device = get_device(args.gpus)
+    device = dist.get_device(args.gpus)
     model, info = modelzoo.load_model(args.model, args.load_epoch)
     pre = resolve_preprocess(args, info)
     classes = read_synset(args.synset) if args.synset else info.get("classes")

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, fit  # noqa: E402
+from common import augment, data, dist, fit, networks  # noqa: E402
 from common.util import main_guard  # noqa: E402
 from data import cifar10  # noqa: E402
 
@@ -20,8 +20,8 @@ def parse_args(argv=None):
     parser.add_argument("--cifar10-url", type=str, default=cifar10.URL, help="the CIFAR-10 python archive")
     fit.add_fit_args(parser)
     data.add_data_args(parser)
-    aug = data.add_data_aug_args(parser)
-    data.set_data_aug_level(aug, 2)
+    aug = augment.add_data_aug_args(parser)
+    augment.set_data_aug_level(aug, 2)
     parser.set_defaults(
         network="resnet",
         num_layers=110,
@@ -41,12 +41,16 @@ def parse_args(argv=None):
 def main(argv=None):
     """Make the .rec files if they are missing, build the network, train."""
     args = parse_args(argv)
+    classes = None
     if not args.benchmark and not (args.data_train and args.data_val):
         train_rec, val_rec = cifar10.prepare(args.data_dir, args.cifar10_url)
         if not args.data_train:  # CIFAR-10's own training data: its class names go into PREFIX-symbol.json
-            args.classes = list(cifar10.CLASSES)
+            classes = list(cifar10.CLASSES)
         args.data_train, args.data_val = args.data_train or train_rec, args.data_val or val_rec
-    fit.fit(args, fit.get_network(args), data.get_rec_iter)
+    workers = dist.local_workers(args)
+    if workers > 1:  # several devices here: this process starts one worker per device and waits for them
+        sys.exit(dist.spawn_local(workers))
+    fit.fit(args, networks.get_network(args), data.get_rec_iter, classes=classes)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, fit  # noqa: E402
+from common import augment, data, dist, fit, networks  # noqa: E402
 from common.util import main_guard  # noqa: E402
 
 
@@ -17,8 +17,8 @@ def parse_args(argv=None):
     )
     fit.add_fit_args(parser)
     data.add_data_args(parser)
-    aug = data.add_data_aug_args(parser)
-    data.set_data_aug_level(aug, 3)
+    aug = augment.add_data_aug_args(parser)
+    augment.set_data_aug_level(aug, 3)
     parser.set_defaults(
         network="resnet",
         num_layers=50,
@@ -37,7 +37,10 @@ def parse_args(argv=None):
 def main(argv=None):
     """Build the network and train it on --data-train / --data-val (or synthetic data with --benchmark 1)."""
     args = parse_args(argv)
-    fit.fit(args, fit.get_network(args), data.get_rec_iter)
+    workers = dist.local_workers(args)
+    if workers > 1:  # several devices here: this process starts one worker per device and waits for them
+        sys.exit(dist.spawn_local(workers))
+    fit.fit(args, networks.get_network(args), data.get_rec_iter)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, fit  # noqa: E402
+from common import data, dist, fit, networks  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 from data import mnist  # noqa: E402
 
@@ -67,7 +67,10 @@ def main(argv=None):
         labels = arrays[1]
         if labels.max() >= args.num_classes:
             raise UserError(f"MNIST label {labels.max():g} is outside [0, {args.num_classes}); raise --num-classes")
-    fit.fit(args, fit.get_network(args), mnist_loader(arrays))
+    workers = dist.local_workers(args)
+    if workers > 1:  # several devices here: this process starts one worker per device and waits for them
+        sys.exit(dist.spawn_local(workers))
+    fit.fit(args, networks.get_network(args), mnist_loader(arrays))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Both score the MXNet resnet-18 checkpoint of the golden fixtures (3x224x224, 1000 classes) on ImageNet-like JPEGs
 packed with --resize 256: centre crop, batch 32, 2 decoding threads, images/s over one whole pass (decode included,
 as MXNet's score.py measures), best of --rounds alternated runs. `--suite-dtype int8` times score.py's int8 pass.
-`--int8` instead times float32 against int8 (torch.ao, tools/export.INT8_ENGINE) for resnet-18 and resnet-50
+`--int8` instead times float32 against int8 (torch.ao, common/inference.INT8_ENGINE) for resnet-18 and resnet-50
 on a fixed batch.
   python benchmarks/bench_score.py [--images 256] [--batch-size 32] [--threads 2] [--rounds 2] [--work DIR] [--int8]
   [--max-isa avx2]
@@ -72,14 +72,14 @@ def int8_speeds(bs, repeats=10):
     import torchvision
 
     import symbols
-    from common import modelzoo
-    from tools.export import quantize_int8
+    from common import networks
+    from common.inference import quantize_int8
 
     x = torch.randn(bs, 3, 224, 224)
     nets = [(f"torchvision {n}", lambda n=n: torchvision.models.get_model(n)) for n in ("resnet18", "resnet50")]
     nets += [(f"MXNet resnet-{d}", lambda d=d: symbols.get_symbol("resnet", num_layers=d)) for d in (18, 50)]
     for name, build in nets:
-        fp32 = modelzoo.for_inference(build().eval())
+        fp32 = networks.for_inference(build().eval())
         int8 = quantize_int8(fp32, [(x, None)], lambda t: t, 1)
         # float32 as score.py runs it: BatchNorm folded, channels_last (its faster layout on the CPU)
         fp32, x_cl = fp32.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)

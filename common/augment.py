@@ -1,9 +1,14 @@
-"""Augmentation: the geometric part on the CPU workers (Geometry) and the rest, batched, on the device.
+"""Augmentation: its flags and settings (Augmentation), the geometric part on the CPU workers (Geometry) and the
+rest, batched, on the device (DeviceTransform).
+
+Augmentation is built once from the parsed flags; its field defaults are the flags' defaults, declared only here
+(common.data's Data group takes pad/fill/mean/std from it). Adding an augmentation: a field, then its use below.
 
 Colour jitter, PCA lighting noise and rotate/shear run on whole uint8 batches after they reach the device
 (DeviceTransform): one vectorised implementation that serves both decoder backends and costs nothing on a GPU.
 """
 
+import dataclasses
 import math
 
 import cv2
@@ -21,23 +26,102 @@ LUMA = (0.299, 0.587, 0.114)
 TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
+def _flag(default, help, type=None, group=True):
+    """A field of Augmentation with its flag's help (and type, when not the annotation); group=False: a Data flag."""
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "group": group})
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """What the image flags ask of the decoders and the device, built once from them; defaults are the flags'."""
+
+    random_crop: int = _flag(0, "if or not randomly crop the image")
+    random_mirror: int = _flag(0, "if or not randomly flip horizontally")
+    max_random_h: int = _flag(0, "max change of hue, whose range is [0, 180]")
+    max_random_s: int = _flag(0, "max change of saturation, in [0, 255]")
+    max_random_l: int = _flag(0, "max change of intensity, in [0, 255]")
+    min_random_aspect_ratio: float | None = _flag(None, "min value of aspect ratio, None or a positive value", float)
+    max_random_aspect_ratio: float = _flag(0, "max value of aspect ratio; with no min, the range is [1-max, 1+max]")
+    max_random_rotate_angle: int = _flag(0, "max angle to rotate, in [0, 360]")
+    max_random_shear_ratio: float = _flag(0, "max ratio to shear, in [0, 1]")
+    max_random_scale: float = _flag(1, "max ratio to scale")
+    min_random_scale: float = _flag(1, "min ratio to scale, should >= img_size/input_shape")
+    max_random_area: float = _flag(1, "max area to crop in random resized crop")
+    min_random_area: float = _flag(1, "min area to crop in random resized crop")
+    random_resized_crop: int = _flag(0, "whether to use random resized crop")
+    brightness: float = _flag(0, "brightness jittering, in [0, 1]")
+    contrast: float = _flag(0, "contrast jittering, in [0, 1]")
+    saturation: float = _flag(0, "saturation jittering, in [0, 1]")
+    pca_noise: float = _flag(0, "pca noise, in [0, 1]")
+    pad_size: int = _flag(0, "padding the input image", group=False)
+    fill_value: int = _flag(127, "the value for padding and borders", group=False)
+    rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
+    rgb_std: str = _flag("1,1,1", "a tuple of size 3 for the std rgb", group=False)
+
+    @classmethod
+    def of(cls, flags):
+        """The settings of parsed flags (an argparse namespace; flags it lacks keep their defaults), or flags itself."""
+        if isinstance(flags, cls):
+            return flags
+        return cls(**{f.name: getattr(flags, f.name) for f in dataclasses.fields(cls) if hasattr(flags, f.name)})
+
+
+AUGMENT = Augmentation()  # the defaults, which common.data's flags declare too
+
+
+def add_data_aug_args(parser):
+    """Add MXNet's augmentation flags (the `Image augmentations` group), one per field of Augmentation."""
+    aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
+    for f in dataclasses.fields(Augmentation):
+        if f.metadata["group"]:
+            kind = f.metadata["type"] or f.type  # the annotation: int or float
+            aug.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=f.metadata["help"])
+    return aug
+
+
+def set_data_aug_level(aug, level):
+    """Set MXNet's augmentation presets: 1 crop+mirror, 2 adds aspect/scale, 3 adds rotate/shear/colour."""
+    if level >= 1:
+        aug.set_defaults(random_crop=1, random_mirror=1)
+    if level >= 2:
+        aug.set_defaults(max_random_h=36, max_random_s=50, max_random_l=50)
+    if level >= 3:
+        aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
+
+
+def set_imagenet_aug(aug):
+    """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
+    aug.set_defaults(
+        rgb_mean="123.68,116.779,103.939",
+        rgb_std="58.393,57.12,57.375",
+        random_resized_crop=1,
+        random_mirror=1,
+        min_random_area=0.08,
+        max_random_aspect_ratio=4.0 / 3.0,
+        min_random_aspect_ratio=3.0 / 4.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        pca_noise=0.1,
+    )
+
+
 class Geometry:
     """What the workers do to one decoded image: crop window, resize, pad, mirror (MXNet's semantics)."""
 
-    def __init__(self, args, data_shape, train):
+    def __init__(self, settings, data_shape, train):
+        a = Augmentation.of(settings)  # the parsed flags or their Augmentation
         self.channels, self.height, self.width = data_shape
         self.train = train
-        self.rrc = train and bool(getattr(args, "random_resized_crop", 0))
-        self.random_crop = train and bool(getattr(args, "random_crop", 0))
-        self.mirror = train and bool(getattr(args, "random_mirror", 0))
-        self.pad = getattr(args, "pad_size", 0) if train else 0
-        self.fill = getattr(args, "fill_value", 127)
-        self.area = (getattr(args, "min_random_area", 1), getattr(args, "max_random_area", 1))
+        self.rrc = train and bool(a.random_resized_crop)
+        self.random_crop = train and bool(a.random_crop)
+        self.mirror = train and bool(a.random_mirror)
+        self.pad = a.pad_size if train else 0
+        self.fill = a.fill_value
+        self.area = (a.min_random_area, a.max_random_area)
         # MXNet draws scale and aspect ratio as min + u * (max - min): a reversed pair is the same range
-        scale = (getattr(args, "min_random_scale", 1), getattr(args, "max_random_scale", 1))
-        self.scale = tuple(sorted(scale)) if train else (1, 1)
-        hi = getattr(args, "max_random_aspect_ratio", 0) or 0
-        lo = getattr(args, "min_random_aspect_ratio", None)
+        self.scale = tuple(sorted((a.min_random_scale, a.max_random_scale))) if train else (1, 1)
+        hi, lo = a.max_random_aspect_ratio or 0, a.min_random_aspect_ratio
         self.ratio = tuple(sorted((lo, hi))) if lo is not None else (1 - hi, 1 + hi) if hi else (1.0, 1.0)
         if not train:
             self.ratio = (1.0, 1.0)
@@ -133,24 +217,20 @@ class Geometry:
 class DeviceTransform:
     """uint8 NHWC batch on the device -> normalised float NCHW (channels_last), with training jitter."""
 
-    def __init__(self, args, data_shape, train, device, channels_last=True, seed=0):
+    def __init__(self, settings, data_shape, train, device, channels_last=True, seed=0):
+        a = Augmentation.of(settings)  # the parsed flags or their Augmentation
         c = data_shape[0]
-        mean = parse_floats(getattr(args, "rgb_mean", None) or "0,0,0", "rgb-mean", (3, c))[:c]
-        std = parse_floats(getattr(args, "rgb_std", None) or "1,1,1", "rgb-std", (3, c))[:c]
+        mean = parse_floats(a.rgb_mean, "rgb-mean", (3, c))[:c]
+        std = parse_floats(a.rgb_std, "rgb-std", (3, c))[:c]
         if 0 in std:
-            raise UserError(f"--rgb-std {getattr(args, 'rgb_std', '')}: a standard deviation of 0 divides by zero")
+            raise UserError(f"--rgb-std {a.rgb_std}: a standard deviation of 0 divides by zero")
         self.mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, c, 1, 1)
         self.device, self.train, self.channels_last, self.seed = torch.device(device), train, channels_last, seed
-        get = lambda name: float(getattr(args, name, 0) or 0)  # noqa: E731
-        self.brightness, self.contrast, self.saturation = get("brightness"), get("contrast"), get("saturation")
-        self.hue, self.sat_shift, self.light = get("max_random_h"), get("max_random_s"), get("max_random_l")
-        self.pca, self.rotate, self.shear = (
-            get("pca_noise"),
-            get("max_random_rotate_angle"),
-            get("max_random_shear_ratio"),
-        )
-        self.fill = float(getattr(args, "fill_value", 127))
+        self.brightness, self.contrast, self.saturation = a.brightness, a.contrast, a.saturation
+        self.hue, self.sat_shift, self.light = a.max_random_h, a.max_random_s, a.max_random_l
+        self.pca, self.rotate, self.shear = a.pca_noise, a.max_random_rotate_angle, a.max_random_shear_ratio
+        self.fill = float(a.fill_value)
         self.colour = c == 3 and any(
             (self.brightness, self.contrast, self.saturation, self.hue, self.sat_shift, self.light, self.pca)
         )

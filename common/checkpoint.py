@@ -8,10 +8,8 @@
 Every file is written under a temporary name and renamed when complete, so a crash leaves the last good one.
 """
 
+import dataclasses
 import glob
-import importlib
-import inspect
-import io
 import json
 import logging
 import os
@@ -20,8 +18,9 @@ import re
 import torch
 from safetensors.torch import load, save
 
-from common import data
-from common.util import UserError, atomic_write
+from common import figures
+from common.networks import network_arguments
+from common.util import UserError, atomic_write, parse_floats, parse_shape
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 STATES_KEY = "states_json"
@@ -48,14 +47,24 @@ def clean_name(name):
     return name
 
 
-def saved_epochs(prefix):
-    """Epochs that have a complete checkpoint (both .params and .states), ascending."""
+def saved_epochs(prefix, complete=True):
+    """Epochs saved under prefix, ascending: with both .params and .states (complete), or with a .params file."""
     found = []
     for path in glob.glob(glob.escape(prefix) + "-*.params"):
         m = re.fullmatch(r"(\d{4,})\.params", path[len(prefix) + 1 :])
-        if m and os.path.isfile(states_path(prefix, int(m.group(1)))):
+        if m and (not complete or os.path.isfile(states_path(prefix, int(m.group(1))))):
             found.append(int(m.group(1)))
     return sorted(found)
+
+
+def pick_epoch(prefix, epoch):
+    """The epoch asked for, or the last one with a .params file when none is given (loading for inference)."""
+    if epoch is not None:
+        return int(epoch)
+    epochs = saved_epochs(prefix, complete=False)
+    if not epochs:
+        raise UserError(f"no {prefix}-NNNN.params next to {prefix}-symbol.json; pass --load-epoch")
+    return epochs[-1]
 
 
 def resolve_load_epoch(prefix, load_epoch):
@@ -84,7 +93,7 @@ def resolve_load_epoch(prefix, load_epoch):
 
 def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune=None):
     """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it."""
-    # fine_tune: the classifier replacements of fine-tune.py, replayed in order (modelzoo.rebuild) on the network
+    # fine_tune: the classifier replacements of fine-tune.py, replayed in order (networks.rebuild) on the network
     # built from `arguments` with the first entry's pretrained_num_classes; arguments["num_classes"] is the final one.
     doc = {
         "format": "mxtorch-imgcls/1",
@@ -227,29 +236,7 @@ def append_metrics(prefix, record):
             lines = [json.loads(line) for line in f if line.strip()]
     lines = [r for r in lines if r["epoch"] < record["epoch"]] + [record]
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in lines), mode="w")
-    plot_curves(f"{prefix}-curve.png", lines)
-
-
-def plot_curves(path, records):
-    """Draw accuracy (and loss where logged) against epoch into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    epochs = [r["epoch"] + 1 for r in records]
-    keys = sorted({k for r in records for k in r if k.startswith(("train-", "validation-"))})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in keys:
-        ax.plot(epochs, [r.get(key, float("nan")) for r in records], marker="o", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("metric")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    figures.plot_curves(f"{prefix}-curve.png", lines)
 
 
 def save_training(ctx, epoch):
@@ -280,13 +267,13 @@ def read_blobs(prefix, epoch):
         raise UserError(f"cannot read the checkpoint of epoch {epoch} under {prefix}: {err}") from None
 
 
-def check_same_network(args):
+def check_same_network(args, pretrained=None):
     """UserError when PREFIX-symbol.json (where present) records another network than the flags of this run build."""
     path = f"{args.model_prefix}-symbol.json"
     if not os.path.isfile(path):  # a worker on another host gets the weights from rank 0, not the files
         return
     doc = read_json(path)
-    saved, now = doc.get("arguments") or {}, symbol_arguments(args)
+    saved, now = doc.get("arguments") or {}, symbol_arguments(args, pretrained)
     if str(doc.get("network")).lower().replace("_", "-") != str(args.network).lower().replace("_", "-"):
         raise UserError(f"{path}: the checkpoint is a {doc.get('network')}, not --network {args.network}")
     # The image shape may change between runs (the networks pool globally); every other argument must not.
@@ -303,7 +290,7 @@ def resume_training(ctx, epoch, blobs=None):
     """Load the weights and training state of `epoch` (from blobs = read_blobs(...) when given); say what changed."""
     args, prefix = ctx.args, ctx.args.model_prefix
     blobs = blobs or (None, None)
-    check_same_network(args)
+    check_same_network(args, ctx.pretrained)
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
     states = load_states(prefix, epoch, raw=blobs[1])
     if states.get("model"):  # an --ema run: .params holds the average, .states the trained weights
@@ -328,49 +315,35 @@ def resume_training(ctx, epoch, blobs=None):
         ctx.log("Schedule changed on resume: " + ", ".join(changed))
 
 
-def network_arguments(network, values):
-    """Every argument of the get_symbol of `network`'s family: from values where set, else the family default."""
-    import symbols
+@dataclasses.dataclass
+class Pretrained:
+    """What fine-tuning records of the network it started from; fit() receives it as an argument."""
 
-    name = str(network).lower().replace("_", "-")
-    if name not in symbols.list_networks():  # a fine-tuned torchvision zoo network: only its class count varies
-        return {"num_classes": values.get("num_classes")}
-    family, variant = symbols.resolve(name)
-    build = importlib.import_module(f"symbols.{symbols.FAMILIES[family]}").get_symbol
-    arguments = {}
-    for key, param in inspect.signature(build).parameters.items():
-        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        value = values.get(key)
-        arguments[key] = value if value is not None else (None if param.default is param.empty else param.default)
-    if variant is not None:  # named in the network name (efficientnet-b3), which symbols.get_symbol also applies
-        arguments["variant"] = variant
-    return arguments
+    arguments: dict  # the pretrained network's get_symbol arguments (not this run's flags)
+    fine_tune: list  # every classifier replacement so far (networks.rebuild replays them), this run's last
 
 
-def symbol_arguments(args):
+def symbol_arguments(args, pretrained=None):
     """The arguments PREFIX-symbol.json records for this run: the flags', or the pretrained network's (fine-tune)."""
-    base = getattr(args, "pretrained_arguments", None)
-    arguments = network_arguments(args.network, base if base is not None else vars(args))
+    arguments = network_arguments(args.network, pretrained.arguments if pretrained else vars(args))
     arguments["num_classes"] = args.num_classes
     return arguments
 
 
-def write_symbol_for(args, train):
+def write_symbol_for(args, classes=None, pretrained=None):
     """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
     folder = os.path.dirname(args.model_prefix)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    arguments = symbol_arguments(args)
     preprocess = {
-        "image_shape": list(data.parse_shape(args.image_shape)),
-        "rgb_mean": data.parse_floats(args.rgb_mean, "rgb-mean"),
-        "rgb_std": data.parse_floats(args.rgb_std, "rgb-std"),
+        "image_shape": list(parse_shape(args.image_shape)),
+        "rgb_mean": parse_floats(args.rgb_mean, "rgb-mean"),
+        "rgb_std": parse_floats(args.rgb_std, "rgb-std"),
         "channel_order": "RGB",
         "layout": "NCHW",
         "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
     }
-    classes = getattr(getattr(train, "source", None), "classes", None) or getattr(args, "classes", None)
     if classes is not None and len(classes) != args.num_classes:  # names that do not match the outputs mislead
         classes = None
-    write_symbol(args.model_prefix, args.network, arguments, preprocess, classes, getattr(args, "fine_tune", None))
+    fine_tune = pretrained.fine_tune if pretrained else None
+    write_symbol(args.model_prefix, args.network, symbol_arguments(args, pretrained), preprocess, classes, fine_tune)

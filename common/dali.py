@@ -9,19 +9,15 @@ Opt-in (--data-backend dali) for training with --random-resized-crop on 3-channe
 the default, is the thread backend, which measured faster on CPUs (benchmarks/bench_io.py prints both).
 """
 
+import importlib.util
+
 import numpy as np
 import torch
 
-try:
-    from nvidia.dali import fn, types
-    from nvidia.dali.pipeline import Pipeline
-except ImportError:  # DALI is optional (no wheels for macOS or Windows)
-    Pipeline = None
-
 
 def available():
-    """Whether NVIDIA DALI can be imported here."""
-    return Pipeline is not None
+    """Whether NVIDIA DALI is installed here (it is optional: no wheels for macOS or Windows)."""
+    return importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
 
 
 def supports(geometry):
@@ -30,27 +26,15 @@ def supports(geometry):
 
 
 class DaliIter:
-    """Same interface as common.data.ImageIter (set_epoch, len, iterate (uint8 NHWC, labels))."""
+    """The interface of common.data.ImageIter (set_epoch, len, iterate (uint8 NHWC, labels)), decoded by DALI."""
 
-    def __init__(
-        self, source, batch_size, data_shape, geometry, *, shuffle, seed=0, part_index=0, num_parts=1, nthreads=4
-    ):
-        from common.data import ImageIter
-
-        # the thread backend over the same source: for batch order, and to redo a batch DALI failed to decode
-        self.fallback = ImageIter(
-            source,
-            batch_size,
-            data_shape,
-            geometry,
-            shuffle=shuffle,
-            seed=seed,
-            part_index=part_index,
-            num_parts=num_parts,
-            nthreads=1,
-        )
-        self.source, self.batch_size, self.data_shape, self.geometry = source, batch_size, data_shape, geometry
-        self.seed, self.part_index, self.nthreads = seed, part_index, max(1, nthreads)
+    def __init__(self, fallback, nthreads=4):
+        # fallback: the thread backend (common.data.ImageIter, one thread) over the same source, with the same
+        # batch size, geometry and part; it gives the batch order and redoes a batch DALI failed to decode.
+        self.fallback = fallback
+        self.source, self.batch_size = fallback.source, fallback.batch_size
+        self.data_shape, self.geometry = fallback.data_shape, fallback.geometry
+        self.seed, self.part_index, self.nthreads = fallback.seed, fallback.part_index, max(1, nthreads)
 
     @property
     def bad_images(self):
@@ -71,6 +55,9 @@ class DaliIter:
 
     def _pipeline(self, batches):
         """A pipeline fed with `batches` (lists of record indices) in order."""
+        from nvidia.dali import fn, types  # imported when a pipeline is built: it costs 0.3 s
+        from nvidia.dali.pipeline import Pipeline
+
         _, h, w = self.data_shape
         feed = iter(batches)
 

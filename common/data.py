@@ -16,13 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from common.augment import Geometry
-from common.sources import IMAGE_EXTS as IMAGE_EXTS  # re-exported: callers import these from common.data
-from common.sources import FolderSource as FolderSource
-from common.sources import RecSource as RecSource
+from common import dali
+from common.augment import AUGMENT, Augmentation, Geometry
 from common.sources import open_source
-from common.util import UserError, choice_error
-from common.util import parse_floats as parse_floats  # re-exported: callers import it from common.data
+from common.util import UserError, choice_error, parse_shape
 
 
 def add_data_args(parser):
@@ -36,12 +33,10 @@ def add_data_args(parser):
     data.add_argument("--data-train-idx", type=str, default="", help="the index of the training data")
     data.add_argument("--data-val", type=str, help="the validation data (.rec or class folders)")
     data.add_argument("--data-val-idx", type=str, default="", help="the index of the validation data")
-    data.add_argument(
-        "--rgb-mean", type=str, default="123.68,116.779,103.939", help="a tuple of size 3 for the mean rgb"
-    )
-    data.add_argument("--rgb-std", type=str, default="1,1,1", help="a tuple of size 3 for the std rgb")
-    data.add_argument("--pad-size", type=int, default=0, help="padding the input image")
-    data.add_argument("--fill-value", type=int, default=127, help="the value for padding and borders")
+    data.add_argument("--rgb-mean", type=str, default=AUGMENT.rgb_mean, help="a tuple of size 3 for the mean rgb")
+    data.add_argument("--rgb-std", type=str, default=AUGMENT.rgb_std, help="a tuple of size 3 for the std rgb")
+    data.add_argument("--pad-size", type=int, default=AUGMENT.pad_size, help="padding the input image")
+    data.add_argument("--fill-value", type=int, default=AUGMENT.fill_value, help="the value for padding and borders")
     data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
     data.add_argument("--num-classes", type=int, help="the number of classes")
     data.add_argument("--num-examples", type=int, help="the number of training examples")
@@ -57,80 +52,6 @@ def add_data_args(parser):
         "--shuffle-seed", type=int, default=None, help="seed of the per-epoch global shuffle (default: --seed, else 0)"
     )
     return data
-
-
-def add_data_aug_args(parser):
-    """Add MXNet's augmentation flags (the `Image augmentations` group)."""
-    aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
-    aug.add_argument("--random-crop", type=int, default=0, help="if or not randomly crop the image")
-    aug.add_argument("--random-mirror", type=int, default=0, help="if or not randomly flip horizontally")
-    aug.add_argument("--max-random-h", type=int, default=0, help="max change of hue, whose range is [0, 180]")
-    aug.add_argument("--max-random-s", type=int, default=0, help="max change of saturation, in [0, 255]")
-    aug.add_argument("--max-random-l", type=int, default=0, help="max change of intensity, in [0, 255]")
-    aug.add_argument(
-        "--min-random-aspect-ratio",
-        type=float,
-        default=None,
-        help="min value of aspect ratio, None or a positive value",
-    )
-    aug.add_argument(
-        "--max-random-aspect-ratio",
-        type=float,
-        default=0,
-        help="max value of aspect ratio; with no min, the range is [1-max, 1+max]",
-    )
-    aug.add_argument("--max-random-rotate-angle", type=int, default=0, help="max angle to rotate, in [0, 360]")
-    aug.add_argument("--max-random-shear-ratio", type=float, default=0, help="max ratio to shear, in [0, 1]")
-    aug.add_argument("--max-random-scale", type=float, default=1, help="max ratio to scale")
-    aug.add_argument(
-        "--min-random-scale", type=float, default=1, help="min ratio to scale, should >= img_size/input_shape"
-    )
-    aug.add_argument("--max-random-area", type=float, default=1, help="max area to crop in random resized crop")
-    aug.add_argument("--min-random-area", type=float, default=1, help="min area to crop in random resized crop")
-    aug.add_argument("--random-resized-crop", type=int, default=0, help="whether to use random resized crop")
-    aug.add_argument("--brightness", type=float, default=0, help="brightness jittering, in [0, 1]")
-    aug.add_argument("--contrast", type=float, default=0, help="contrast jittering, in [0, 1]")
-    aug.add_argument("--saturation", type=float, default=0, help="saturation jittering, in [0, 1]")
-    aug.add_argument("--pca-noise", type=float, default=0, help="pca noise, in [0, 1]")
-    return aug
-
-
-def set_data_aug_level(aug, level):
-    """Set MXNet's augmentation presets: 1 crop+mirror, 2 adds aspect/scale, 3 adds rotate/shear/colour."""
-    if level >= 1:
-        aug.set_defaults(random_crop=1, random_mirror=1)
-    if level >= 2:
-        aug.set_defaults(max_random_h=36, max_random_s=50, max_random_l=50)
-    if level >= 3:
-        aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
-
-
-def set_imagenet_aug(aug):
-    """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
-    aug.set_defaults(
-        rgb_mean="123.68,116.779,103.939",
-        rgb_std="58.393,57.12,57.375",
-        random_resized_crop=1,
-        random_mirror=1,
-        min_random_area=0.08,
-        max_random_aspect_ratio=4.0 / 3.0,
-        min_random_aspect_ratio=3.0 / 4.0,
-        brightness=0.4,
-        contrast=0.4,
-        saturation=0.4,
-        pca_noise=0.1,
-    )
-
-
-def parse_shape(text):
-    """Parse '3,224,224' or '(3,224,224)' into a (C, H, W) tuple of ints."""
-    try:
-        shape = tuple(int(v) for v in str(text).strip("()[] ").split(",") if v.strip())
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
-        raise UserError(f"--image-shape {text!r} is not C,H,W with C 1 or 3 (e.g. 3,224,224)")
-    return shape
 
 
 # ---------------------------------------------------------------- epoch order
@@ -316,16 +237,15 @@ def _check_labels(source, num_classes):
         )
 
 
-def _make_iter(args, path, idx, shape, train, rank, nworker, seed, backend):
+def _make_iter(args, aug, path, idx, shape, train, rank, nworker, seed, backend):
     source = open_source(path, idx)
     _check_labels(source, getattr(args, "num_classes", None))
-    geometry = Geometry(args, shape, train)
+    geometry = Geometry(aug, shape, train)
     common = dict(shuffle=train, seed=seed, part_index=rank, num_parts=nworker, nthreads=args.data_nthreads)
-    if backend == "dali" and train:
-        from common import dali
-
-        if dali.supports(geometry):
-            return dali.DaliIter(source, args.batch_size, shape, geometry, **common)
+    if backend == "dali" and train and dali.supports(geometry):
+        # DALI decodes; a one-thread ImageIter over the same records gives its batch order and redoes a failed batch
+        fallback = ImageIter(source, args.batch_size, shape, geometry, **dict(common, nthreads=1))
+        return dali.DaliIter(fallback, nthreads=args.data_nthreads)
     return ImageIter(source, args.batch_size, shape, geometry, pin_memory=torch.cuda.is_available(), **common)
 
 
@@ -338,8 +258,6 @@ def choose_backend(name):
     if name in ("auto", "python"):
         return "python"
     if name == "dali":
-        from common import dali
-
         if dali.available():
             return "dali"
         raise UserError(
@@ -361,10 +279,11 @@ def get_rec_iter(args, kv=None):
     if not args.data_train:
         raise UserError("no training data: pass --data-train FILE.rec (or a class folder), or --benchmark 1")
     backend = choose_backend(getattr(args, "data_backend", "auto"))
-    train = _make_iter(args, args.data_train, args.data_train_idx, shape, True, rank, nworker, seed, backend)
+    aug = Augmentation.of(args)
+    train = _make_iter(args, aug, args.data_train, args.data_train_idx, shape, True, rank, nworker, seed, backend)
     val = None
     if args.data_val:
-        val = _make_iter(args, args.data_val, args.data_val_idx, shape, False, rank, nworker, seed, "python")
+        val = _make_iter(args, aug, args.data_val, args.data_val_idx, shape, False, rank, nworker, seed, "python")
     return train, val
 
 

@@ -1,4 +1,4 @@
-"""Worker side of tools/launch.py: join the torch.distributed group described by the environment.
+"""Worker side of tools/launch.py: the device of this process, and the torch.distributed group it joins.
 
 The launcher (or torchrun) sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE and LOCAL_RANK; rank 0 hosts the
 rendezvous store (torch's TCPStore) and waits for every rank to check in, so a rank that never joins is named
@@ -120,19 +120,23 @@ def from_rank0(make):
     return box[0]
 
 
-def get_kv(args):
-    """Join the job --kv-store asks for; return rank, num_workers, local_rank, local_size and num_hosts.
+def _launched():
+    """Whether a launcher (tools/launch.py, torchrun) started this process as one rank of a job."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
-    On one host with several devices (or --num-workers N on the CPU) this process becomes the launcher of
-    N workers that re-run its command line, and exits with their status.
+
+def local_workers(args):
+    """How many worker processes this command asks for on this host: one per --gpus device, or --num-workers.
+
+    Checks --kv-store, --gpus and --num-workers. Above 1 (and not launched already), the entry script starts them:
+    `sys.exit(dist.spawn_local(count))`; a process a launcher started is one worker and returns 1.
     """
     kind = args.kv_store
     if kind == "dist_async":
         raise UserError(ASYNC_REFUSED)
     if kind not in KV_STORES:
         raise choice_error("--kv-store", kind, KV_STORES)
-    launched = "WORLD_SIZE" in os.environ and "RANK" in os.environ
-    if not launched and kind in KV_DIST:
+    if not _launched() and kind in KV_DIST:
         raise UserError(
             f"--kv-store {kind} runs under tools/launch.py (RANK and WORLD_SIZE are not set): "
             f"launch.py -n HOSTS -H hostfile python {os.path.basename(sys.argv[0])} ..."
@@ -143,8 +147,38 @@ def get_kv(args):
     count = len(devices) or getattr(args, "num_workers", 1) or 1
     if devices and count > 1 and getattr(args, "num_workers", 1) not in (1, count):
         raise UserError(f"--num-workers {args.num_workers} with --gpus {args.gpus}: one worker runs per GPU")
-    if not launched and count > 1:
-        sys.exit(_spawn_local(count))
+    return 1 if _launched() else count
+
+
+def get_device(gpus, local_rank=0, local_size=1):
+    """--gpus '' or unset is the CPU; otherwise this process's GPU: entry local_rank of the list."""
+    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    if not ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
+    if len(ids) != local_size:
+        raise UserError(f"--gpus {gpus}: {len(ids)} GPUs for {local_size} process(es) here; one GPU drives one process")
+    try:
+        gpu = int(ids[local_rank])
+    except ValueError:
+        raise UserError(f"--gpus {gpus}: {ids[local_rank]!r} is not a GPU number") from None
+    if gpu >= torch.cuda.device_count():
+        raise UserError(
+            f"--gpus {gpus}: there are {torch.cuda.device_count()} GPUs (0..{torch.cuda.device_count() - 1})"
+        )
+    return torch.device("cuda", gpu)
+
+
+def get_kv(args):
+    """Join the job --kv-store asks for; return rank, num_workers, local_rank, local_size and num_hosts."""
+    kind, launched, count = args.kv_store, _launched(), local_workers(args)
+    if count > 1:  # starting them is the entry script's job (spawn_local); fit() never becomes a launcher
+        raise UserError(
+            f"--gpus/--num-workers ask for {count} worker processes on this host, but no launcher started this one; "
+            f"run it as tools/launch.py --launcher local -n {count} python {os.path.basename(sys.argv[0])} ..."
+        )
+    devices = [g for g in (args.gpus or "").split(",") if g.strip()]
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched else 1
     if args.batch_size % local_size:
         raise UserError(
@@ -167,8 +201,12 @@ def get_kv(args):
     )
 
 
-def _spawn_local(count):
-    """Re-run this command line as `count` workers under tools/launch.py --launcher local; return the status."""
+def spawn_local(count):
+    """Re-run this command line as `count` workers under tools/launch.py --launcher local; return their status.
+
+    The entry script calls it (and exits with the status) when local_workers(args) > 1: this process then only
+    waits, and the launcher stops every worker in order on Ctrl-C.
+    """
     launch = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "launch.py")
     cmd = [sys.executable, launch, "--launcher", "local", "-n", str(count), sys.executable, *sys.orig_argv[1:]]
     proc = subprocess.Popen(cmd)

@@ -10,6 +10,7 @@ and validation metrics are summed over all workers, so every validation record c
 Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_train.py for suite vs MXNet 1.9.1.
 """
 
+import argparse
 import logging
 import math
 import sys
@@ -21,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint, compression, data, dist, reporting
-from common.augment import DeviceTransform
+from common.augment import Augmentation, DeviceTransform
 from common.optim import OPTIMIZERS, init_weights, lr_schedule, make_optimizer, set_lr
-from common.util import UserError, choice_error
+from common.util import UserError, choice_error, parse_shape
 
 LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -74,36 +75,6 @@ def add_fit_args(parser):
     t.add_argument("--channels-last", type=int, default=1, help="1: NHWC memory format for conv networks")
     t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
     return t
-
-
-def get_network(args):
-    """Build --network with the other set flags as keyword arguments (each family ignores those it does not use)."""
-    import symbols
-
-    if not args.network:
-        raise UserError("no --network given; valid values: " + ", ".join(symbols.list_networks()))
-    kwargs = {k: v for k, v in vars(args).items() if k != "network" and v is not None}
-    return symbols.get_symbol(args.network, **kwargs)
-
-
-def get_device(gpus, local_rank=0, local_size=1):
-    """--gpus '' or unset is the CPU; otherwise this process's GPU: entry local_rank of the list."""
-    ids = [g for g in (gpus or "").split(",") if g.strip()]
-    if not ids:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
-    if len(ids) != local_size:
-        raise UserError(f"--gpus {gpus}: {len(ids)} GPUs for {local_size} process(es) here; one GPU drives one process")
-    try:
-        gpu = int(ids[local_rank])
-    except ValueError:
-        raise UserError(f"--gpus {gpus}: {ids[local_rank]!r} is not a GPU number") from None
-    if gpu >= torch.cuda.device_count():
-        raise UserError(
-            f"--gpus {gpus}: there are {torch.cuda.device_count()} GPUs (0..{torch.cuda.device_count() - 1})"
-        )
-    return torch.device("cuda", gpu)
 
 
 class Meter:
@@ -162,7 +133,7 @@ def train_one_epoch(ctx, epoch, train):
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         y = (y[:, 0] if y.dim() == 2 else y).long()  # multi-label records train on their first label
         x = ctx.train_tf(x)  # (N, C, H, W) float, normalised
-        net = ctx.compiled if len(x) == a.batch_size else model  # a short last batch never recompiles
+        net = ctx.compiled if len(x) == ctx.batch else model  # a short last batch never recompiles
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=a.label_smoothing)
@@ -207,31 +178,46 @@ def evaluate(ctx, model, val):
     return meter.read(ctx.loss_names, everywhere=True)
 
 
-def fit(args, network, data_loader):
-    """Train `network` (an nn.Module) on data_loader(args, kv) -> (train, val); checkpoints by --model-prefix."""
+def _log_metrics(ctx, epoch, kind, values, record):
+    """MXNet's `Epoch[E] Train-name=value` (or Validation-) lines; the values go into record as train-name too."""
+    for k, v in values.items():
+        if not k.startswith("_"):
+            ctx.log(f"Epoch[{epoch}] {kind}-{k}={v:f}")
+            record[f"{kind.lower()}-{k}"] = v
+
+
+def fit(args, network, data_loader, *, pretrained=None, classes=None):
+    """Train `network` (an nn.Module) on data_loader(args, kv) -> (train, val); checkpoints by --model-prefix.
+
+    pretrained: a checkpoint.Pretrained when `network` holds trained weights (fine-tune.py): they are kept, not
+    initialised, and PREFIX-symbol.json records the network they came from. classes: the class names, when the
+    data's own source does not carry them. The entry script has started this host's workers (dist.spawn_local).
+    """
     kv = dist.get_kv(args)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s Node[{kv.rank}] %(message)s")
     if kv.rank == 0:
         logging.info("start with arguments %s", args)
-    device = get_device(args.gpus, kv.local_rank, kv.local_size)
-    args.batch_size //= kv.local_size  # from here on: the batch of one process
+    device = dist.get_device(args.gpus, kv.local_rank, kv.local_size)
+    batch = args.batch_size // kv.local_size  # the batch of one process; --batch-size is the host's, as in MXNet
     begin = dist.from_rank0(lambda: checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch))
     torch.manual_seed(args.seed)
-    train, val = data_loader(args, kv)
+    # a data loader makes batches of args.batch_size (MXNet's data_loader(args, kv), whose worker was one process)
+    train, val = data_loader(argparse.Namespace(**dict(vars(args), batch_size=batch)), kv)
     if args.test_io:
         data.test_io(args, train, log=logging.info)
         return None
-    ctx = _setup(args, kv, device, network, train)
+    ctx = _setup(args, kv, device, network, train, batch=batch, pretrained=pretrained)
     if begin:
         checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
     set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))
     ctx.log(
-        f"Total batch size {args.batch_size * kv.num_workers * ctx.accum} ({args.batch_size} per batch x "
+        f"Total batch size {batch * kv.num_workers * ctx.accum} ({batch} per batch x "
         f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
         + (f", kv-store {kv.type} over {kv.num_hosts} hosts" if kv.num_workers > 1 else "")
     )
     if args.model_prefix and kv.rank == 0:
-        checkpoint.write_symbol_for(args, train)
+        classes = getattr(getattr(train, "source", None), "classes", None) or classes  # folders name their classes
+        checkpoint.write_symbol_for(args, classes, pretrained)
     for epoch in range(begin or 0, args.num_epochs):
         tic = time.time()
         train.set_epoch(epoch)
@@ -239,17 +225,11 @@ def fit(args, network, data_loader):
         metrics = train_one_epoch(ctx, epoch, train)
         ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
         record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}
-        for k, v in metrics.items():
-            if not k.startswith("_"):
-                ctx.log(f"Epoch[{epoch}] Train-{k}={v:f}")
-                record[f"train-{k}"] = v
+        _log_metrics(ctx, epoch, "Train", metrics, record)
         ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
         if val is not None:
             vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
-            for k, v in vals.items():
-                if not k.startswith("_"):
-                    ctx.log(f"Epoch[{epoch}] Validation-{k}={v:f}")
-                    record[f"validation-{k}"] = v
+            _log_metrics(ctx, epoch, "Validation", vals, record)
             ctx.check_finite(vals["_loss"], epoch, "validation")
         reporting.check_weights(args.model_prefix, ctx.raw, epoch)  # a diverged epoch is never saved
         record["time"] = time.time() - tic
@@ -264,8 +244,12 @@ def fit(args, network, data_loader):
     return model
 
 
-def _setup(args, kv, device, network, train):
-    """Model on the device, optimizer, AMP scaler, EMA, transforms and schedule, gathered in one namespace."""
+def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
+    """Model on the device, optimizer, AMP scaler, EMA, transforms and schedule, gathered in one namespace.
+
+    batch: the batch of one process (default: --batch-size over this host's processes); pretrained: see fit().
+    """
+    batch = batch or args.batch_size // kv.local_size
     if args.dtype not in DTYPES:
         raise choice_error("--dtype", args.dtype, DTYPES)
     loss_names = []
@@ -273,17 +257,17 @@ def _setup(args, kv, device, network, train):
         if name not in LOSSES:
             raise choice_error("--loss", name, LOSSES)
         loss_names.append(LOSSES[name])
-    shape = data.parse_shape(args.image_shape)
+    shape, aug = parse_shape(args.image_shape), Augmentation.of(args)
     conv = any(isinstance(m, nn.Conv2d) for m in network.modules())
     channels_last = bool(args.channels_last) and conv
-    if not getattr(network, "initialized", False):  # fine-tune.py hands over pretrained weights
+    if pretrained is None:  # fine-tune.py hands over trained weights
         init_weights(network, args.initializer, args.network)
     raw = network.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     model = raw
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
-    compression.register(model, args.gc_type, args.gc_threshold, args.batch_size)
-    batch_total = args.batch_size * kv.num_workers
+    compression.register(model, args.gc_type, args.gc_threshold, batch)
+    batch_total = batch * kv.num_workers
     accum = math.ceil(args.macrobatch_size / batch_total) if args.macrobatch_size > batch_total else 1
     steps_per_epoch = math.ceil(len(train) / accum)
     ema = None
@@ -295,6 +279,8 @@ def _setup(args, kv, device, network, train):
     return types.SimpleNamespace(
         args=args,
         kv=kv,
+        batch=batch,
+        pretrained=pretrained,
         device=device,
         raw=raw,
         model=model,
@@ -309,10 +295,8 @@ def _setup(args, kv, device, network, train):
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
         # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none
-        train_tf=DeviceTransform(
-            args, shape, not getattr(args, "benchmark", 0), device, channels_last=channels_last, seed=args.seed
-        ),
-        val_tf=DeviceTransform(args, shape, False, device, channels_last=channels_last, seed=args.seed),
+        train_tf=DeviceTransform(aug, shape, not args.benchmark, device, channels_last=channels_last, seed=args.seed),
+        val_tf=DeviceTransform(aug, shape, False, device, channels_last=channels_last, seed=args.seed),
         log=log,
         progress=reporting.progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
         board=reporting.board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,

@@ -1,4 +1,4 @@
-"""Utilities shared by every entry point: the user-error type and the wrapper that reports it."""
+"""What every entry point shares: the user-error type, the wrapper that reports it, flag parsers, atomic writes."""
 
 import contextlib
 import functools
@@ -6,9 +6,18 @@ import os
 import sys
 import tempfile
 
+from symbols.errors import UserError, choice_error
 
-class UserError(Exception):
-    """A mistake of the user's (bad flag, missing or corrupt file): one line on stderr, exit status 2."""
+__all__ = [
+    "UserError",
+    "choice_error",
+    "main_guard",
+    "parse_floats",
+    "parse_shape",
+    "temp_near",
+    "atomic_path",
+    "atomic_write",
+]
 
 
 def main_guard(main):
@@ -29,11 +38,6 @@ def main_guard(main):
     return wrapper
 
 
-def choice_error(what, value, valid):
-    """Return the UserError for an unknown string choice, listing the valid values."""
-    return UserError(f"unknown {what} {value!r}; valid values: {', '.join(str(v) for v in valid)}")
-
-
 def parse_floats(text, name, n=3):
     """Parse a comma-separated tuple of floats from flag `name`: n of them (n: a count or a tuple of counts)."""
     counts = (n,) if isinstance(n, int) else tuple(dict.fromkeys(n))
@@ -44,6 +48,17 @@ def parse_floats(text, name, n=3):
     if len(vals) not in counts:
         raise UserError(f"--{name} {text!r} must be {' or '.join(map(str, counts))} comma-separated numbers")
     return vals
+
+
+def parse_shape(text):
+    """Parse '3,224,224' or '(3,224,224)' into a (C, H, W) tuple of ints."""
+    try:
+        shape = tuple(int(v) for v in str(text).strip("()[] ").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
+        raise UserError(f"--image-shape {text!r} is not C,H,W with C 1 or 3 (e.g. 3,224,224)")
+    return shape
 
 
 def temp_near(path):

@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 
 from common import recordio
+from common.download import fetch
 from common.util import UserError
-from data.download import fetch
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"  # published for this archive

@@ -10,8 +10,8 @@ import struct
 
 import numpy as np
 
+from common.download import fetch
 from common.util import UserError
-from data.download import fetch
 
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/")
 # Published SHA-256 of the original gzipped idx files

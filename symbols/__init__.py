@@ -8,9 +8,7 @@ can be passed to any network. MXNet's own example networks are written to MXNet'
 
 import importlib
 
-from common.util import choice_error
-
-from .mxlayers import mxnet_param_map
+from .errors import choice_error
 
 __all__ = ["get_symbol", "list_networks", "mxnet_param_map", "MXNET_LAYOUT"]
 
@@ -71,3 +69,10 @@ def get_symbol(network, **kwargs):
         kwargs["variant"] = variant
     module = importlib.import_module(f".{FAMILIES[family]}", __name__)
     return module.get_symbol(**kwargs)
+
+
+def mxnet_param_map(model):
+    """{parameter name: MXNet array name} of a network built to MXNet's layout (symbols.mxlayers)."""
+    from .mxlayers import mxnet_param_map as param_map  # torch is imported with the first network, not before
+
+    return param_map(model)

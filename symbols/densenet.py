@@ -2,8 +2,7 @@
 
 from torchvision import models
 
-from common.util import choice_error
-
+from .errors import choice_error
 from .zoo import check_input
 
 MIN_SIZE = 32

@@ -10,8 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from common.util import UserError, choice_error
-
+from .errors import UserError, choice_error
 from .mxlayers import MXBatchNorm, check_min_size, conv, linear, parse_image_shape, pooled
 
 MULTIPLIERS = (0.25, 0.5, 0.75, 1.0)

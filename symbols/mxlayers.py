@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.util import UserError
+from .errors import UserError
 
 # MXNet's BatchNorm defaults (mx.sym.BatchNorm): eps 1e-3, momentum 0.9, fix_gamma True.
 MX_BN_EPS = 1e-3

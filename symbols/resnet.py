@@ -11,8 +11,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from common.util import UserError
-
+from .errors import UserError
 from .mxlayers import MXBatchNorm, conv, linear, parse_image_shape
 
 BN_EPS = 2e-5

@@ -9,8 +9,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from common.util import choice_error
-
+from .errors import choice_error
 from .mxlayers import MXBatchNorm, check_min_size, conv, linear, parse_image_shape
 
 LAYERS = {11: [1, 1, 2, 2, 2], 13: [2, 2, 2, 2, 2], 16: [2, 2, 3, 3, 3], 19: [2, 2, 4, 4, 4]}

@@ -1,7 +1,6 @@
 """Checks shared by the network families that come from torchvision or timm."""
 
-from common.util import UserError, choice_error
-
+from .errors import UserError, choice_error
 from .mxlayers import check_min_size, parse_image_shape
 
 

@@ -15,7 +15,7 @@ def make_args(*argv):
     """Parse the data flags as an entry script would."""
     p = argparse.ArgumentParser()
     data.add_data_args(p)
-    data.add_data_aug_args(p)
+    augment.add_data_aug_args(p)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--disp-batches", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -26,7 +26,7 @@ TRAINER = """
 import argparse, sys
 sys.path.insert(0, {repo!r})
 import numpy as np
-from common import data, fit
+from common import data, dist, fit, networks
 from common.util import main_guard
 
 rng = np.random.default_rng(7)
@@ -45,7 +45,9 @@ def main():
     data.add_data_args(p)
     p.set_defaults(network="mlp", image_shape="1,28,28", num_classes=10, rgb_mean="0,0,0", rgb_std="255,255,255")
     args = p.parse_args()
-    fit.fit(args, fit.get_network(args), loader)
+    if dist.local_workers(args) > 1:  # an entry script starts this host's workers; fit() never does
+        sys.exit(dist.spawn_local(dist.local_workers(args)))
+    fit.fit(args, networks.get_network(args), loader)
 
 main()
 """

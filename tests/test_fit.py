@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from common import checkpoint, data, fit, optim
+from common import augment, checkpoint, data, fit, networks, optim
 from common.util import UserError
 
 
@@ -159,13 +159,13 @@ def test_training_jitter_is_off_on_synthetic_data(benchmark):
     parser = argparse.ArgumentParser()
     fit.add_fit_args(parser)
     data.add_data_args(parser)
-    data.set_data_aug_level(data.add_data_aug_args(parser), 3)  # train_imagenet.py's rotate, shear and colour
+    augment.set_data_aug_level(augment.add_data_aug_args(parser), 3)  # train_imagenet.py's rotate, shear and colour
     args = parser.parse_args(["--network", "lenet", "--image-shape", "3,28,28", "--benchmark", str(benchmark)])
     ctx = fit._setup(
         args,
         types.SimpleNamespace(rank=0, num_workers=1, local_size=1),
         torch.device("cpu"),
-        fit.get_network(args),
+        networks.get_network(args),
         range(3),
     )
     x = torch.full((4, 28, 28, 3), 100, dtype=torch.uint8)

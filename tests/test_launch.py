@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from sshd_hosts import SshdHosts, ensure_sshd, pid_of_rank
 
+from tools.launchers import LAUNCHERS, Launcher
+
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = str(REPO / "tools" / "launch.py")
 
@@ -209,6 +211,68 @@ def test_mpi_missing_said_so(tmp_path):
     proc, _ = launch(tmp_path, "--launcher", "mpi", "-n", "1", "-H", hostfile(tmp_path, "a\n"), "true")
     assert proc.returncode == 2
     assert "--launcher mpi needs mpirun, which is not installed here" in proc.stderr
+
+
+FAKE_SCHEDULER = """#!{python}
+import os, subprocess, sys
+# stands in for mpirun, srun and scontrol: one process (rank 0 of 1) with the -x pairs mpirun would pass on
+tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+if tool == "scontrol":
+    print("node1 node2")
+    sys.exit(0)
+cut = args.index({python!r})
+print(tool, *args[:cut], flush=True)
+ranks = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE")
+if tool == "srun":
+    ranks = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS")
+env = dict(os.environ, **dict(zip(ranks, "001")))
+env.update(args[i + 1].split("=", 1) for i, word in enumerate(args[:cut]) if word == "-x")
+sys.exit(subprocess.call(args[cut:], env=env))
+"""
+
+
+@pytest.mark.parametrize(
+    "args, env, called, seen",
+    [
+        (
+            ["--launcher", "mpi", "-H", "hosts", "--env", "FOO:1"],
+            {},
+            "mpirun -H h1:2,h2:1 -x MASTER_ADDR=h1 -x MASTER_PORT=29500 -x FOO=1",
+            "0 0 1 h1 29500 1",
+        ),
+        (
+            ["--launcher", "slurm", "-H", "hosts", "--port", "1234", "--env", "FOO:1"],
+            {},
+            "srun --nodes=2 --nodelist=h1,h2",
+            "0 0 1 h1 1234 1",
+        ),
+        (["--launcher", "slurm"], {"SLURM_JOB_NODELIST": "node[1-2]"}, "srun --nodes=2", "0 0 1 node1 29500 None"),
+    ],
+)
+def test_scheduler_launchers_hand_over_to_their_command(tmp_path, args, env, called, seen):
+    """mpi and slurm exec the scheduler's command; its shim gives the worker torch.distributed's variables."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mpirun", "srun", "scontrol"):
+        (bin_dir / tool).write_text(FAKE_SCHEDULER.format(python=sys.executable))
+        (bin_dir / tool).chmod(0o755)
+    hostfile(tmp_path, "h1 slots=2\nu@h2:22\nh3\n")
+    code = "import os; print(*map(os.environ.get, 'RANK LOCAL_RANK WORLD_SIZE MASTER_ADDR MASTER_PORT FOO'.split()))"
+    path = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc, _ = launch(tmp_path, *args, "-n", "2", sys.executable, "-c", code, env={**path, **env})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"launch.py: {called} ")
+    assert proc.stdout.splitlines() == [called, seen]
+
+
+def test_every_launcher_in_the_table_fills_in_the_interface():
+    """Each --launcher value is a Launcher with its own preflight, and a way to start guards or a scheduler."""
+    assert list(LAUNCHERS) == ["ssh", "local", "mpi", "slurm"]
+    for name, cls in LAUNCHERS.items():
+        assert issubclass(cls, Launcher), name
+        assert cls.preflight is not Launcher.preflight, name
+        own = cls.guard_argv is not Launcher.guard_argv if cls.supervises else cls.start is not Launcher.start
+        assert own, name
 
 
 # ---- ssh launcher against throwaway sshd on 127.0.0.2 and 127.0.0.3 ----

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import modelzoo, mxparams
+from common import modelzoo, mximport, mxparams
 from common.util import UserError
 
 NETS = ["lenet", "mlp", "resnet-20", "resnet-18"]
@@ -83,7 +83,7 @@ def test_mxnet_reads_what_we_write(tmp_path, mxnet_python):
 
 @pytest.mark.parametrize("name", NETS)
 def test_import_gives_mxnet_logits(fixtures, name):
-    model = modelzoo.load_mxnet_checkpoint(str(fixtures / name), 3)
+    model = mximport.load_mxnet_checkpoint(str(fixtures / name), 3)
     io = np.load(fixtures / f"{name}-io.npz")
     with torch.no_grad():
         out = model(torch.from_numpy(io["x"])).numpy()
@@ -103,13 +103,13 @@ def _copy_checkpoint(fixtures, tmp_path, name, edit):
 def test_mismatched_graph_names_first_parameter(fixtures, tmp_path):
     prefix = _copy_checkpoint(fixtures, tmp_path, "resnet-20", lambda a: a.pop("arg:stage2_unit1_conv1_weight"))
     with pytest.raises(UserError, match="parameter arg:stage2_unit1_conv1_weight is not in the file"):
-        modelzoo.load_mxnet_checkpoint(prefix, 3)
+        mximport.load_mxnet_checkpoint(prefix, 3)
     prefix = _copy_checkpoint(fixtures, tmp_path, "mlp", lambda a: a.update({"arg:fc2_bias": np.zeros(5, np.float32)}))
     with pytest.raises(UserError, match=r"arg:fc2_bias has shape \(5,\) in the file but \(64,\)"):
-        modelzoo.load_mxnet_checkpoint(prefix, 3)
+        mximport.load_mxnet_checkpoint(prefix, 3)
     prefix = _copy_checkpoint(fixtures, tmp_path, "mlp", lambda a: a.update({"arg:extra_weight": np.zeros(1, "f4")}))
     with pytest.raises(UserError, match="arg:extra_weight has no place"):
-        modelzoo.load_mxnet_checkpoint(prefix, 3)
+        mximport.load_mxnet_checkpoint(prefix, 3)
 
 
 def test_unknown_family_lists_importable(fixtures, tmp_path):
@@ -119,7 +119,7 @@ def test_unknown_family_lists_importable(fixtures, tmp_path):
     (tmp_path / "odd-symbol.json").write_text(json.dumps(doc))
     shutil.copy(fixtures / "mlp-0003.params", tmp_path / "odd-0003.params")
     with pytest.raises(UserError, match="importable families: resnet, resnet-v1, resnext, inception-bn"):
-        modelzoo.load_mxnet_checkpoint(str(tmp_path / "odd"), 3)
+        mximport.load_mxnet_checkpoint(str(tmp_path / "odd"), 3)
 
 
 def test_load_model_picks_last_epoch_and_rejects_unknown_names(fixtures):
@@ -237,7 +237,7 @@ def test_every_importable_family_round_trips(tmp_path, network, kwargs, attrs):
     for value in model.state_dict().values():
         value.copy_(torch.rand_like(value) * 0.2 + 0.9 if value.dim() == 1 else torch.randn_like(value) * 0.05)
     write_mxnet_checkpoint(model, tmp_path / "net", kwargs, attrs)
-    imported, info = modelzoo.import_mxnet(str(tmp_path / "net"), 1)
+    imported, info = mximport.import_mxnet(str(tmp_path / "net"), 1)
     assert info["network"] == network and all(info["arguments"][k] == v for k, v in kwargs.items())
     x = torch.randn(2, *[int(v) for v in kwargs["image_shape"].split(",")])
     with torch.no_grad():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import modelzoo
+from common import mximport
 
 # (test id, family, get_symbol keyword arguments in the peer, image shape)
 CASES = [
@@ -318,7 +318,7 @@ def peer_checkpoints(mxnet_python, tmp_path_factory):
 @pytest.mark.parametrize("case_id,family,kwargs,image_shape", CASES, ids=[case[0] for case in CASES])
 def test_import_gives_live_mxnet_logits(peer_checkpoints, case_id, family, kwargs, image_shape):
     prefix = str(peer_checkpoints / case_id)
-    _, info = modelzoo.import_mxnet(prefix, 1)
+    _, info = mximport.import_mxnet(prefix, 1)
     assert info["network"] == family
     assert info["arguments"]["num_classes"] == NUM_CLASSES
     for key in ("num_layers", "num_group", "batch_norm", "resolution"):
@@ -328,7 +328,7 @@ def test_import_gives_live_mxnet_logits(peer_checkpoints, case_id, family, kwarg
         assert info["arguments"]["multiplier"] == kwargs["alpha"]
     expected = np.load(f"{prefix}-logits.npy")
     with torch.no_grad():
-        out = modelzoo.load_mxnet_checkpoint(prefix, 1)(torch.from_numpy(np.load(f"{prefix}-input.npy"))).numpy()
+        out = mximport.load_mxnet_checkpoint(prefix, 1)(torch.from_numpy(np.load(f"{prefix}-input.npy"))).numpy()
     assert out.shape == expected.shape == (BATCH, NUM_CLASSES)
     assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
 

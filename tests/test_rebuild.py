@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import symbols
-from common import checkpoint, fit, modelzoo
+from common import checkpoint, modelzoo, networks
 from common.util import UserError
 from tests.test_modelzoo import write_mxnet_checkpoint
 
@@ -118,25 +118,25 @@ def train_imagenet_args(*argv):
 
 
 def test_unset_family_flags_keep_family_defaults():
-    mobilenet = fit.get_network(train_imagenet_args("--network", "mobilenet"))
+    mobilenet = networks.get_network(train_imagenet_args("--network", "mobilenet"))
     assert mobilenet.conv_1_conv2d.out_channels == 32  # multiplier 1.0
-    vgg = fit.get_network(train_imagenet_args("--network", "vgg", "--num-layers", "11"))
+    vgg = networks.get_network(train_imagenet_args("--network", "vgg", "--num-layers", "11"))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in vgg.modules())
-    with_bn = fit.get_network(train_imagenet_args("--network", "vgg", "--num-layers", "11", "--batch-norm", "1"))
+    with_bn = networks.get_network(train_imagenet_args("--network", "vgg", "--num-layers", "11", "--batch-norm", "1"))
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in with_bn.modules())
-    resnext = fit.get_network(train_imagenet_args("--network", "resnext", "--num-layers", "164"))
+    resnext = networks.get_network(train_imagenet_args("--network", "resnext", "--num-layers", "164"))
     assert resnext.stage1_unit1.conv2.groups == 32
 
 
 def test_network_arguments_fill_defaults_and_variants():
-    vgg = checkpoint.network_arguments("vgg", {"num_classes": 3, "num_layers": 11, "dtype": "float32"})
+    vgg = networks.network_arguments("vgg", {"num_classes": 3, "num_layers": 11, "dtype": "float32"})
     assert vgg == {"num_classes": 3, "num_layers": 11, "image_shape": "3,224,224", "batch_norm": False}
-    small = checkpoint.network_arguments("mobilenetv3-small", {"num_classes": 5})
+    small = networks.network_arguments("mobilenetv3-small", {"num_classes": 5})
     assert small["variant"] == "small" and small["mode"] == "large"
-    rebuilt = modelzoo.rebuild("mobilenetv3-small", small)
+    rebuilt = networks.rebuild("mobilenetv3-small", small)
     assert _count(rebuilt) == _count(symbols.get_symbol("mobilenetv3-small", num_classes=5))
-    assert checkpoint.network_arguments("efficientnet-b3", {})["variant"] == "b3"
-    assert checkpoint.network_arguments("resnet18", {"num_classes": 4, "num_layers": 18}) == {"num_classes": 4}
+    assert networks.network_arguments("efficientnet-b3", {})["variant"] == "b3"
+    assert networks.network_arguments("resnet18", {"num_classes": 4, "num_layers": 18}) == {"num_classes": 4}
 
 
 def test_old_symbol_file_with_three_arguments_loads(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import checkpoint, modelzoo, mxparams
+from common import checkpoint, inference, modelzoo, mximport, mxparams, networks
 
 
 @pytest.fixture
@@ -18,15 +18,14 @@ def tiny(fixtures):
 
 def _direct_predictions(fixtures, name, tiny, shape):
     """Top-1 classes of the imported network on the centre crops of tiny.rec, computed here without score.py."""
-    import score
     from common.augment import DeviceTransform
 
-    model, info = modelzoo.import_mxnet(str(fixtures / name), 3)
-    pre = score.resolve_preprocess(type("A", (), {"image_shape": shape, "rgb_mean": None, "rgb_std": None})(), info)
+    model, info = mximport.import_mxnet(str(fixtures / name), 3)
+    pre = inference.resolve_preprocess(type("A", (), {"image_shape": shape, "rgb_mean": None, "rgb_std": None})(), info)
     tf = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
     preds, labels = [], []
     with torch.no_grad():
-        for x, y in score.val_iter(str(tiny), "", pre, 4, 1):
+        for x, y in inference.val_iter(str(tiny), "", pre, 4, 1):
             preds += model(tf(x)).argmax(1).tolist()
             labels += y.long().tolist()
     return np.array(preds), np.array(labels)
@@ -234,8 +233,8 @@ def test_fine_tune_wrong_layer_lists_names(fixtures, tiny, tmp_path, capsys):
 
 
 def test_replace_head_at_an_inner_layer(fixtures):
-    model = modelzoo.load_mxnet_checkpoint(str(fixtures / "lenet"), 3)
-    new, head, dropped = modelzoo.replace_head(model, "pooling1", 4, (1, 28, 28))
+    model = mximport.load_mxnet_checkpoint(str(fixtures / "lenet"), 3)
+    new, head, dropped = networks.replace_head(model, "pooling1", 4, (1, 28, 28))
     assert dropped == ["flatten0", "fullyconnected0", "activation2", "fullyconnected1"]
     assert new(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
     assert head == "fullyconnected1" and torch.equal(new.convolution0.weight, model.convolution0.weight)

@@ -177,8 +177,8 @@ def _fake_cifar_archive(path, n=6):
 
 def test_cifar10_archive_packed_to_rec(tmp_path):
     from common import recordio
+    from common.download import sha256_of
     from data import cifar10
-    from data.download import sha256_of
 
     archive = _fake_cifar_archive(tmp_path / "c.tar.gz")
     train, val = cifar10.prepare(str(tmp_path / "out"), archive.as_uri(), sha256_of(archive))
@@ -199,8 +199,8 @@ def test_cifar10_offline_names_where_the_archive_goes(tmp_path, cli):
 
 
 def test_cifar10_archive_copied_by_hand_is_used_offline(tmp_path):
+    from common.download import sha256_of
     from data import cifar10
-    from data.download import sha256_of
 
     out = tmp_path / "out"
     out.mkdir()

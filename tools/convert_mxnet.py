@@ -19,7 +19,8 @@ import torch
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import checkpoint, modelzoo  # noqa: E402
+from common import checkpoint, inference, modelzoo, mximport  # noqa: E402
+from common.augment import DeviceTransform  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 
 # Run in the interpreter named by --mxnet-python: MXNet's own forward pass of the source checkpoint.
@@ -55,12 +56,9 @@ def mxnet_outputs(python, prefix, epoch, x):
 
 def sample(path, pre, count):
     """The first `count` images of path, centre-cropped and normalised: (N, C, H, W) float32."""
-    from common.augment import DeviceTransform
-    from score import val_iter
-
     transform = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
     xs, seen = [], 0
-    for x, _ in val_iter(path, "", pre, min(count, 64), 2):
+    for x, _ in inference.val_iter(path, "", pre, min(count, 64), 2):
         xs.append(transform(x))
         seen += len(x)
         if seen >= count:
@@ -82,7 +80,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     if os.path.abspath(args.output) == os.path.abspath(args.prefix):
         raise UserError(f"--output {args.output} is the MXNet checkpoint's own prefix; converting would overwrite it")
-    model, info = modelzoo.import_mxnet(args.prefix, args.epoch)
+    model, info = mximport.import_mxnet(args.prefix, args.epoch)
     folder = os.path.dirname(args.output)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -93,9 +91,7 @@ def main(argv=None):
     logging.info("wrote %s: %s %s", checkpoint.params_path(args.output, info["epoch"]), info["network"], arguments)
     if not args.data_val:
         return None
-    import score
-
-    pre = score.resolve_preprocess(argparse.Namespace(image_shape=None, rgb_mean=None, rgb_std=None), info)
+    pre = inference.resolve_preprocess(argparse.Namespace(image_shape=None, rgb_mean=None, rgb_std=None), info)
     x = sample(args.data_val, pre, args.num_examples)
     with torch.no_grad():
         ours = converted(x)

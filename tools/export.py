@@ -13,7 +13,6 @@ for int8 the agreement is reported (score.py --dtype int8 measures the accuracy 
 import argparse
 import json
 import logging
-import operator
 import os
 import sys
 import types
@@ -24,67 +23,20 @@ import torch
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import modelzoo  # noqa: E402
-from common.util import UserError, choice_error, main_guard, temp_near  # noqa: E402
+from common import inference, modelzoo, networks  # noqa: E402
+from common.augment import DeviceTransform  # noqa: E402
+from common.util import UserError, atomic_path, choice_error, main_guard  # noqa: E402
 
 FORMATS = ("onnx", "torch-export", "int8")
 TOLERANCE = 1e-3
-# oneDNN's int8 kernels ran resnet-18 about 1.2x faster than fbgemm's (the "x86" engine's pick) on an AVX2 CPU
-# without VNNI (benchmarks/bench_score.py --int8); fbgemm remains where a torch build lacks oneDNN.
-INT8_ENGINE = "onednn" if "onednn" in torch.backends.quantized.supported_engines else "x86"
-
-
-OUT_OF_PLACE = {"relu_": torch.nn.functional.relu, "add_": operator.add}
-
-
-def out_of_place(graph_module):
-    """Rewrite `t.relu_()` / `t.add_(u)` as their out-of-place forms where t has no other reader; returns it.
-
-    The quantization flow fuses and quantizes only the out-of-place forms: on the MXNet-layout ResNet the in-place
-    ones left each ReLU after a convolution unfused and each residual add in float32 between dequantize and quantize.
-    """
-    for node in graph_module.graph.nodes:
-        if node.op == "call_method" and node.target in OUT_OF_PLACE and len(node.args[0].users) == 1:
-            node.op, node.target = "call_function", OUT_OF_PLACE[node.target]
-    graph_module.recompile()
-    return graph_module
-
-
-@torch.no_grad()
-def quantize_int8(model, calib, transform, num_batches):
-    """Post-training static int8 quantization (INT8_ENGINE), calibrated on num_batches batches of calib."""
-    from torch.ao.quantization import get_default_qconfig_mapping, quantize_fx
-
-    torch.backends.quantized.engine = INT8_ENGINE  # the model runs under it
-    model = modelzoo.plain_batchnorm(modelzoo.for_inference(model).to("cpu", memory_format=torch.contiguous_format))
-    if isinstance(model, torch.fx.GraphModule):
-        model = out_of_place(model)
-    prepared = None
-    for i, (x, _) in enumerate(calib):
-        x = transform(x).contiguous()
-        if prepared is None:
-            with warnings.catch_warnings():  # the FX flow warns that it is superseded; it is what runs int8 fast
-                warnings.simplefilter("ignore")
-                prepared = quantize_fx.prepare_fx(model, get_default_qconfig_mapping(INT8_ENGINE), (x,))
-        prepared(x)
-        if i + 1 >= num_batches:
-            break
-    if prepared is None:
-        raise UserError("the calibration data holds no image")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_fx.convert_fx(prepared)
 
 
 def sample_batch(args, pre):
     """(uint8 NHWC batch, normalising transform) for the checks: the data's first batch, else random images."""
-    import score
-    from common.augment import DeviceTransform
-
     transform = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
     path = args.data_val or args.data_calib
     if path:
-        x, _ = next(iter(score.val_iter(path, "", pre, args.batch_size, 2)))
+        x, _ = next(iter(inference.val_iter(path, "", pre, args.batch_size, 2)))
         return x, transform
     c, h, w = pre.shape
     return torch.randint(0, 256, (args.batch_size, h, w, c), dtype=torch.uint8), transform
@@ -104,12 +56,6 @@ def compare(name, ref, out, logits_too):
     return line
 
 
-def _tmp_near(path):
-    fd, tmp = temp_near(path)
-    os.close(fd)
-    return tmp
-
-
 def export_onnx(model, x, path, meta):
     """Write model as ONNX with a dynamic batch axis and the preprocessing in its metadata; check with onnxruntime."""
     import onnx
@@ -117,8 +63,8 @@ def export_onnx(model, x, path, meta):
 
     for name in ("onnxscript", "onnx_ir", "torch.onnx"):  # their optimiser logs every rewrite at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    tmp = _tmp_near(path)
-    try:
+    # ".data": the exporter's external weights, folded into the file by onnx.save and removed with the temporary
+    with atomic_path(path, extra_suffixes=(".data",)) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -137,41 +83,26 @@ def export_onnx(model, x, path, meta):
         onnx.save(proto, tmp)
         session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp + ".data"):  # the exporter's external weights, folded into the file by onnx.save
-            if os.path.exists(leftover):
-                os.unlink(leftover)
     return out
 
 
 def export_program(model, x, path, meta):
     """Write model as a torch.export program (.pt2) with the preprocessing as extra file; load it back to check."""
     program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    tmp = _tmp_near(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.export.save(program, tmp, extra_files={"preprocess.json": json.dumps(meta)})
         out = torch.export.load(tmp).module()(x)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 
 def export_int8(model, x, path, meta, calib, transform, num_batches):
     """Quantize to int8, save it as TorchScript with the preprocessing as extra file, load it back and run x."""
-    qmodel = quantize_int8(model, calib, transform, num_batches)
-    meta = {**meta, "quantized_engine": INT8_ENGINE}  # its activations are calibrated for this engine's kernels
-    tmp = _tmp_near(path)
-    try:
+    qmodel = inference.quantize_int8(model, calib, transform, num_batches)
+    meta = {**meta, "quantized_engine": inference.INT8_ENGINE}  # its activations are calibrated for this engine
+    with atomic_path(path) as tmp:
         scripted = torch.jit.trace(qmodel, x)
         torch.jit.save(scripted, tmp, _extra_files={"preprocess.json": json.dumps(meta)})
         out = torch.jit.load(tmp)(x)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 
@@ -199,15 +130,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     if args.format not in FORMATS:
         raise choice_error("--format", args.format, FORMATS)
-    import score
-
     model, info = modelzoo.load_model(args.model, args.load_epoch)
-    pre = score.resolve_preprocess(args, info)
+    pre = inference.resolve_preprocess(args, info)
     meta = {"network": info["network"], "arguments": info.get("arguments") or {}, "classes": info.get("classes")}
     meta["preprocess"] = {"image_shape": list(pre.shape), "rgb_mean": pre.rgb_mean, "rgb_std": pre.rgb_std}
     raw, transform = sample_batch(args, pre)
     x = transform(raw).contiguous()
-    model = modelzoo.plain_batchnorm(model)
+    model = networks.plain_batchnorm(model)
     with torch.no_grad():
         ref = model(x)
         if args.format == "onnx":
@@ -217,7 +146,7 @@ def main(argv=None):
         else:
             if not (args.data_calib or args.data_val):
                 raise UserError("--format int8 needs calibration images: pass --data-calib (or --data-val) FILE.rec")
-            calib = score.val_iter(args.data_calib or args.data_val, "", pre, args.batch_size, 2)
+            calib = inference.val_iter(args.data_calib or args.data_val, "", pre, args.batch_size, 2)
             out = export_int8(model, x, args.output, meta, calib, transform, args.calib_batches)
     logging.info("wrote %s (%s) from %s", args.output, args.format, info["source"])
     logging.info(compare(args.format, ref, out, logits_too=args.format != "int8"))

@@ -21,6 +21,8 @@ from common.util import UserError
 PROBE_TIMEOUT_S = 9  # an unreachable host or refused login is named within 10 s
 
 
+# node_guard and host_probe are one function each on purpose: python_code sends a function's own source to the
+# host (inspect.getsource), so every helper they use has to live inside them.
 def node_guard(spec):
     """Run one host's workers (sent to the host as source): prefixed output, stop all on failure or stdin EOF."""
     import os

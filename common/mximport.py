@@ -1,0 +1,156 @@
+"""The MXNet import: an MXNet prefix-symbol.json + prefix-%04d.params as one of the suite's networks.
+
+An MXNet graph is recognised by its layer names (each of MXNet's example families names its layers its own way),
+rebuilt with symbols.get_symbol and filled through symbols.mxnet_param_map, so every array is checked by name
+and shape and the network's output is the logits (the input of MXNet's SoftmaxOutput). The .params binary is
+read by common/mxparams.py; MXNet itself is not needed.
+
+  describe_mxnet(path, nodes, params)   (network, get_symbol arguments) of an MXNet graph
+  import_mxnet(prefix, epoch)           (network in eval mode, info with preprocessing) of an MXNet checkpoint
+  load_mxnet_checkpoint(prefix, epoch)  the network alone
+"""
+
+import re
+
+import torch
+
+import symbols
+from common import checkpoint, mxparams
+from common.util import UserError
+
+# MXNet's example defaults for data that carries no preprocessing (its train_imagenet / score.py mean).
+MXNET_MEAN, MXNET_STD = [123.68, 116.779, 103.939], [1.0, 1.0, 1.0]
+IMPORTABLE = ("resnet", "resnet-v1", "resnext", "inception-bn", "mobilenet", "vgg", "lenet", "mlp")
+
+
+def _attrs(node):
+    """A node's attributes (MXNet renamed the key over versions: param, attr, attrs)."""
+    return node.get("attrs") or node.get("attr") or node.get("param") or {}
+
+
+def _square(n, per_pixel, path, what):
+    """The side s with per_pixel * s * s == n, or UserError."""
+    side = round((n / per_pixel) ** 0.5)
+    if side * side * per_pixel != n:
+        raise UserError(f"{path}: cannot infer the image size from {what} ({n} inputs); give --image-shape")
+    return side
+
+
+def _resnet_family(names, ops, kwargs):
+    """(resnet, resnet-v1 or resnext by their shortcut names, number of stages); sets num_layers and num_group."""
+    units = {}
+    for name in names:
+        m = re.fullmatch(r"stage(\d+)_unit(\d+)_conv1", name)
+        if m:
+            units[int(m.group(1))] = max(units.get(int(m.group(1)), 0), int(m.group(2)))
+    bottleneck = any(name.endswith("_conv3") for name in names)
+    kwargs["num_layers"] = (3 if bottleneck else 2) * sum(units.values()) + 2
+    if "stage1_unit1_conv1sc" in names:
+        return "resnet-v1", len(units)
+    if "stage1_unit1_sc_bn" in names:
+        conv2 = next(n for n in ops if n["name"] == "stage1_unit1_conv2")
+        kwargs["num_group"] = int(_attrs(conv2).get("num_group", 1))
+        return "resnext", len(units)
+    return "resnet", len(units)
+
+
+def describe_mxnet(path, nodes, params):
+    """(network, get_symbol keyword arguments) for an MXNet graph, from its layer names and array shapes."""
+    names = {n["name"] for n in nodes}
+    ops = [n for n in nodes if n["op"] != "null"]
+    fcs = [n for n in ops if n["op"] == "FullyConnected"]
+    if not fcs:
+        raise UserError(f"{path}: the graph has no FullyConnected classifier, so it is no image classifier")
+    kwargs = {"num_classes": int(_attrs(fcs[-1])["num_hidden"])}
+
+    def shape(name):
+        arr = params.get(f"arg:{name}")
+        if arr is None:
+            raise UserError(f"{path}: parameter arg:{name} of layer {name.rsplit('_', 1)[0]} is not in the .params")
+        return arr.shape
+
+    if "stage1_unit1_conv1" in names:
+        network, stages = _resnet_family(names, ops, kwargs)
+        # A 3x3 conv0 is MXNet's stem up to 32 pixels; there 4 stages mean 29-32 pixels (ImageNet depths above 28).
+        side = 224 if shape("conv0_weight")[2] != 3 else 32 if stages == 4 or network == "resnext" else 28
+        kwargs["image_shape"] = f"{shape('conv0_weight')[1]},{side},{side}"
+    elif "conv_1_conv2d" in names and "conv_2_dw_conv2d" in names:
+        network = "mobilenet"
+        kwargs["multiplier"] = shape("conv_1_conv2d_weight")[0] / 32
+        pool = next((n for n in ops if n["name"] == "global_pool"), {})
+        kwargs["resolution"] = 32 * int(re.findall(r"\d+", _attrs(pool).get("kernel", "7"))[0])  # window = res / 32
+        # Images larger than the resolution leave fc a (side/32 - window + 1)^2 times wider input.
+        fc_side = _square(shape("fc_weight")[1], shape("conv_1_conv2d_weight")[0] * 32, path, "fc")
+        side = kwargs["resolution"] + 32 * (fc_side - 1)
+        kwargs["image_shape"] = f"{shape('conv_1_conv2d_weight')[1]},{side},{side}"
+    elif "conv1_1" in names and "fc8" in names:
+        network = "vgg"
+        kwargs["num_layers"] = sum(1 for n in names if re.fullmatch(r"conv\d+_\d+", n)) + 3
+        kwargs["batch_norm"] = "bn1_1" in names
+        side = 32 * _square(shape("fc6_weight")[1], 512, path, "fc6")
+        kwargs["image_shape"] = f"{shape('conv1_1_weight')[1]},{side},{side}"
+    elif "conv_1" in names and ("conv_3a_1x1" in names or "conv_in3a_1x1" in names):
+        network = "inception-bn"
+        side = 28 if "conv_in3a_1x1" in names else 224
+        kwargs["image_shape"] = f"{shape('conv_1_weight')[1]},{side},{side}"
+    elif (
+        "convolution0" in names and "fullyconnected1" in names and any(_attrs(n).get("act_type") == "tanh" for n in ops)
+    ):
+        network = "lenet"
+        side = (_square(shape("fullyconnected0_weight")[1], 50, path, "fullyconnected0") * 2 + 4) * 2 + 4
+        kwargs["image_shape"] = f"{shape('convolution0_weight')[1]},{side},{side}"
+    elif {"fc1", "fc2", "fc3"} <= names and not any(n["op"] == "Convolution" for n in ops):
+        network = "mlp"
+        n = shape("fc1_weight")[1]
+        channels = 1 if round(n**0.5) ** 2 == n else 3
+        side = _square(n, channels, path, "fc1")
+        kwargs["image_shape"] = f"{channels},{side},{side}"
+    else:
+        first = ", ".join(n["name"] for n in ops[:4])
+        raise UserError(
+            f"{path}: not a network family this suite imports (first layers: {first}); "
+            f"importable families: {', '.join(IMPORTABLE)}"
+        )
+    return network, kwargs
+
+
+def import_mxnet(prefix, epoch=None):
+    """(network as an nn.Module in eval mode, info) for an MXNet checkpoint; every array checked by name and shape."""
+    sym_path = f"{prefix}-symbol.json"
+    doc = checkpoint.read_json(sym_path, "pass the prefix the model was saved under")
+    if "nodes" not in doc:
+        raise UserError(f"{sym_path} is not an MXNet symbol file (it has no 'nodes')")
+    epoch = checkpoint.pick_epoch(prefix, epoch)
+    params_file = f"{prefix}-{epoch:04d}.params"
+    params = mxparams.load(params_file)
+    network, kwargs = describe_mxnet(sym_path, doc["nodes"], params)
+    model = symbols.get_symbol(network, **kwargs)
+    names = symbols.mxnet_param_map(model)
+    state = model.state_dict()
+    for torch_name, mx_name in names.items():
+        if mx_name not in params:
+            raise UserError(
+                f"{params_file} does not match {network} {kwargs}: parameter {mx_name} is not in the file "
+                f"(first unmatched parameter)"
+            )
+        if tuple(params[mx_name].shape) != tuple(state[torch_name].shape):
+            raise UserError(
+                f"{params_file} does not match {network} {kwargs}: parameter {mx_name} has shape "
+                f"{tuple(params[mx_name].shape)} in the file but {tuple(state[torch_name].shape)} in the network"
+            )
+    extra = [k for k in params if k not in set(names.values())]
+    if extra:
+        raise UserError(f"{params_file} does not match {network} {kwargs}: parameter {extra[0]} has no place in it")
+    model.load_state_dict({t: torch.from_numpy(params[m]).float() for t, m in names.items()})
+    shape = [int(v) for v in kwargs["image_shape"].split(",")]
+    # MXNet's example fed ImageNet-style networks mean-subtracted 0-255 pixels, and MNIST's (one channel) 0-1 ones
+    mean, std = (MXNET_MEAN, MXNET_STD) if shape[0] != 1 else ([0.0] * 3, [255.0] * 3)
+    preprocess = {"image_shape": shape, "rgb_mean": mean, "rgb_std": std}
+    info = {"source": f"MXNet checkpoint {params_file}", "network": network, "arguments": kwargs}
+    info.update(preprocess=preprocess, classes=None, epoch=epoch)
+    return model.eval(), info
+
+
+def load_mxnet_checkpoint(prefix, epoch):
+    """The network of an MXNet prefix-symbol.json + prefix-%04d.params, as an nn.Module whose output is the logits."""
+    return import_mxnet(prefix, epoch)[0]

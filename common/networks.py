@@ -1,0 +1,141 @@
+"""Networks built from flags or from a checkpoint's record, fine-tuning's new classifier, inference forms.
+
+get_network(args)                     --network with the other set flags as its arguments
+network_arguments(network, values)    every argument of a family's get_symbol (what PREFIX-symbol.json records)
+replace_head(model, layer, classes)   fine-tuning's cut and new classifier, replayed by rebuild() on loading
+rebuild(network, arguments, steps)    the network a PREFIX-symbol.json describes
+for_inference(model)                  an eval copy with BatchNorm folded into the convolutions
+"""
+
+import copy
+import importlib
+import inspect
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+import symbols
+from common.util import UserError, choice_error
+from symbols.mxlayers import MXBatchNorm
+
+# What PREFIX-symbol.json records of each classifier replacement fine-tune.py made (checkpoint.write_symbol).
+FINE_TUNE_KEYS = ("pretrained_num_classes", "layer_before_fullc", "image_shape", "num_classes")
+
+
+def zoo_names():
+    """Names of the pretrained classification models (torchvision's, with ImageNet weights)."""
+    from torchvision import models
+
+    return sorted(models.list_models(module=models))
+
+
+def get_network(args):
+    """Build --network with the other set flags as keyword arguments (each family ignores those it does not use)."""
+    if not args.network:
+        raise UserError("no --network given; valid values: " + ", ".join(symbols.list_networks()))
+    kwargs = {k: v for k, v in vars(args).items() if k != "network" and v is not None}
+    return symbols.get_symbol(args.network, **kwargs)
+
+
+def network_arguments(network, values):
+    """Every argument of the get_symbol of `network`'s family: from values where set, else the family default."""
+    name = str(network).lower().replace("_", "-")
+    if name not in symbols.list_networks():  # a fine-tuned torchvision zoo network: only its class count varies
+        return {"num_classes": values.get("num_classes")}
+    family, variant = symbols.resolve(name)
+    build = importlib.import_module(f"symbols.{symbols.FAMILIES[family]}").get_symbol
+    arguments = {}
+    for key, param in inspect.signature(build).parameters.items():
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        value = values.get(key)
+        arguments[key] = value if value is not None else (None if param.default is param.empty else param.default)
+    if variant is not None:  # named in the network name (efficientnet-b3), which symbols.get_symbol also applies
+        arguments["variant"] = variant
+    return arguments
+
+
+def plain_batchnorm(model):
+    """Replace MXNet-semantics BatchNorm layers by equal nn.BatchNorm2d ones (eval only), in place; return model."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, MXBatchNorm):
+            bn = nn.BatchNorm2d(child.num_features, eps=child.eps)
+            with torch.no_grad():
+                bn.weight.copy_(torch.ones_like(child.weight) if child.fix_gamma else child.weight)
+                bn.bias.copy_(child.bias)
+                bn.running_mean.copy_(child.running_mean)
+                bn.running_var.copy_(child.running_var)
+            setattr(model, name, bn.to(child.bias.device).train(child.training))
+        else:
+            plain_batchnorm(child)
+    return model
+
+
+def for_inference(model):
+    """An eval-mode copy of model with every BatchNorm that follows a convolution folded into it (FX)."""
+    from torch.fx.experimental.optimization import fuse
+
+    model = plain_batchnorm(copy.deepcopy(model).eval())
+    try:
+        return fuse(model)
+    except Exception:  # a network FX cannot trace (data-dependent control flow) runs unfused
+        return model
+
+
+def _output_shape(modules, shape):
+    """Shape of the output of the modules run on one blank image of `shape`."""
+    with torch.no_grad():
+        return tuple(nn.Sequential(*modules).eval()(torch.zeros(1, *shape)).shape)
+
+
+def replace_head(model, layer, num_classes, shape):
+    """Keep model up to `layer`, add a new classifier; return (model, new head name, names of dropped layers)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("the pretrained network has no fully connected classifier to replace")
+    if not isinstance(model, nn.Sequential):
+        if layer != "auto":  # only the Sequential networks expose a cut point by name
+            raise choice_error("--layer-before-fullc", layer, ["auto"])
+        parent, _, leaf = linears[-1].rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        old = getattr(owner, leaf)
+        setattr(owner, leaf, nn.Linear(old.in_features, num_classes))
+        return model, linears[-1], [linears[-1]]
+    names = [n for n, _ in model.named_children()]
+    if layer == "auto":  # the layer before the child holding the last Linear (itself, or a Flatten + Linear head)
+        cut = names.index(linears[-1].split(".")[0]) - 1
+    elif layer in names[:-1]:
+        cut = names.index(layer)
+    else:
+        raise choice_error("--layer-before-fullc", layer, names[:-1])
+    kept = [(n, model.get_submodule(n)) for n in names[: cut + 1]]
+    head = linears[-1].split(".")[0]
+    if head in dict(kept):
+        head = f"{head}_new"
+    out = _output_shape([m for _, m in kept], shape)
+    fc = nn.Linear(int(torch.tensor(out[1:]).prod()), num_classes)
+    layers = OrderedDict(kept)
+    layers[head] = fc if len(out) == 2 else nn.Sequential(nn.Flatten(), fc)  # a feature map is flattened first
+    return nn.Sequential(layers), head, names[cut + 1 :]
+
+
+def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
+    """The network a PREFIX-symbol.json describes: built from its arguments, then its fine-tune head replacements."""
+    arguments = {k: v for k, v in arguments.items() if v is not None}
+    for step in fine_tune:
+        if not isinstance(step, dict) or not set(FINE_TUNE_KEYS) <= set(step):
+            raise UserError(f"{path}: a fine_tune entry lacks one of {', '.join(FINE_TUNE_KEYS)}; restore the file")
+    if fine_tune:  # the pretrained network had its own class count; each replacement sets the next one
+        arguments["num_classes"] = fine_tune[0]["pretrained_num_classes"]
+    # alexnet and googlenet are both zoo and symbols names: a fine-tune entry says which one was the pretrained one.
+    zoo = fine_tune[0].get("pretrained_source") == "zoo" if fine_tune else network not in symbols.list_networks()
+    if zoo and network in zoo_names():  # a fine-tuned torchvision network
+        from torchvision import models
+
+        model = models.get_model(network, num_classes=arguments.get("num_classes", 1000))
+    else:
+        model = symbols.get_symbol(network, **arguments)
+    for step in fine_tune:
+        model = replace_head(model, step["layer_before_fullc"], step["num_classes"], tuple(step["image_shape"]))[0]
+    return model
