@@ -7,6 +7,8 @@
 Metrics are read back to the host only every --disp-batches batches, so a step never waits on the host.
 Distributed (common/dist.py): --batch-size is per host as in MXNet; the Speed line is this host's samples/s; epoch
 and validation metrics are summed over all workers, so every validation record counts exactly once.
+What fit() needs arrives as arguments: the network, the data loader, and for fine-tuning what PREFIX-symbol.json
+records of the pretrained network (checkpoint.Pretrained). The per-process batch is `batch`, not a rewritten flag.
 Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_train.py for suite vs MXNet 1.9.1.
 """
 
