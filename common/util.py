@@ -14,6 +14,7 @@ __all__ = [
     "main_guard",
     "parse_floats",
     "parse_shape",
+    "read_lines",
     "temp_near",
     "atomic_path",
     "atomic_write",
@@ -59,6 +60,15 @@ def parse_shape(text):
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) <= 0:
         raise UserError(f"--image-shape {text!r} is not C,H,W with C 1 or 3 (e.g. 3,224,224)")
     return shape
+
+
+def read_lines(path, what):
+    """The lines of a UTF-8 text file; one that cannot be read is a UserError naming `what` and the reason."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {what} {path}: {getattr(err, 'strerror', None) or err}") from None
 
 
 def temp_near(path):

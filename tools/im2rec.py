@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from common import image
 from common.recordio import IRHeader, MXIndexedRecordIO, pack
-from common.util import UserError, atomic_write, main_guard
+from common.util import UserError, atomic_write, main_guard, read_lines
 
 FAILED_SUFFIX = "_failed.lst"
 COLOR_CHANNELS = {1: 3, 0: 1, -1: -1}  # --color value -> channels asked of the decoder
@@ -142,11 +142,7 @@ def make_list(args):
 
 def read_list(path):
     """Read a .lst into [(index, labels tuple, relative path)]; a malformed line is a UserError with its number."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read image list {path}: {getattr(err, 'strerror', None) or err}") from None
+    lines = read_lines(path, "image list")
     items = []
     for number, line in enumerate(lines, 1):
         cols = [c.strip() for c in line.strip().split("\t")]

@@ -5,7 +5,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from common.util import UserError
+from common.util import UserError, read_lines
 
 
 @dataclass
@@ -29,11 +29,7 @@ HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<name>[A-Za-z0-9_.\-]+|\[[0-9
 
 def read_hosts(path):
     """Parse MXNet's hosts file: `[user@]host[:port] [slots=N]` per line, `#` comments; errors name the line."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read hosts file {path}: {err}") from None
+    lines = read_lines(path, "hosts file")
     hosts, seen = [], {}
     for num, raw in enumerate(lines, 1):
         words = raw.split("#", 1)[0].split()
