@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from common import dist, figures, modelzoo, networks
+from common import data, dist, figures, modelzoo, networks
 from common.augment import DeviceTransform
 from common.inference import (
     DTYPES,
@@ -81,9 +81,13 @@ def main(argv=None):
     conf, top5, seen, seconds = evaluate(model, val, transform, device, amp, args.max_num_examples)
     stats = summarize(conf, top5, seen, seconds, classes)
     log_summary(stats)
+    skipped = data.skipped_note(val)
+    if skipped:  # the images scored are fewer than the records: say how many and why
+        logging.info("skipped: %s", skipped)
     report = {"model": args.model, "source": info["source"], "network": info["network"], "dtype": "float32"}
     report.update(preprocess={"image_shape": list(pre.shape), "rgb_mean": pre.rgb_mean, "rgb_std": pre.rgb_std})
-    report.update(stats, confusion=conf.tolist())
+    report.update(stats, confusion=conf.tolist(), skipped_images=val.bad_images)
+    report["records_without_image"] = val.skipped_no_image
     if args.dtype == "int8":
         report["int8"] = score_int8(args, model.to(memory_format=torch.contiguous_format), pre, device, stats, val)
     elif amp is not None:

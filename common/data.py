@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from common import dali
+from common import dali, flags
 from common.augment import AUGMENT, Augmentation, Geometry
 from common.sources import open_source
 from common.util import UserError, choice_error, parse_shape
@@ -35,13 +35,22 @@ def add_data_args(parser):
     data.add_argument("--data-val-idx", type=str, default="", help="the index of the validation data")
     data.add_argument("--rgb-mean", type=str, default=AUGMENT.rgb_mean, help="a tuple of size 3 for the mean rgb")
     data.add_argument("--rgb-std", type=str, default=AUGMENT.rgb_std, help="a tuple of size 3 for the std rgb")
-    data.add_argument("--pad-size", type=int, default=AUGMENT.pad_size, help="padding the input image")
-    data.add_argument("--fill-value", type=int, default=AUGMENT.fill_value, help="the value for padding and borders")
+    data.add_argument("--pad-size", type=flags.integer(min=0), default=AUGMENT.pad_size, help="padding the input image")
+    data.add_argument(
+        "--fill-value",
+        type=flags.integer(min=0, max=255),
+        default=AUGMENT.fill_value,
+        help="the value for padding and borders",
+    )
     data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
-    data.add_argument("--num-classes", type=int, help="the number of classes")
-    data.add_argument("--num-examples", type=int, help="the number of training examples")
-    data.add_argument("--data-nthreads", type=int, default=4, help="number of threads for data decoding")
-    data.add_argument("--benchmark", type=int, default=0, help="if 1, then feed the network with synthetic data")
+    data.add_argument("--num-classes", type=flags.count(), help="the number of classes")
+    data.add_argument("--num-examples", type=flags.count(), help="the number of training examples")
+    data.add_argument(
+        "--data-nthreads", type=flags.integer(min=0), default=4, help="number of threads for data decoding"
+    )
+    data.add_argument(
+        "--benchmark", type=flags.switch(), default=0, help="if 1, then feed the network with synthetic data"
+    )
     data.add_argument(
         "--data-backend",
         type=str,
@@ -49,7 +58,10 @@ def add_data_args(parser):
         help="decoder: auto or python (a pool of threads), or dali (NVIDIA DALI, when installed)",
     )
     data.add_argument(
-        "--shuffle-seed", type=int, default=None, help="seed of the per-epoch global shuffle (default: --seed, else 0)"
+        "--shuffle-seed",
+        type=flags.seed(),
+        default=None,
+        help="seed of the per-epoch global shuffle (default: --seed, else 0)",
     )
     return data
 
@@ -222,11 +234,20 @@ class SyntheticIter:
 
 
 def _check_labels(source, num_classes):
-    """A class label outside [0, num_classes) is an error before training, naming the record."""
+    """A class label that is no whole number, or outside [0, num_classes), is an error before training, naming it."""
     labels = source.labels
-    if labels.ndim == 2:  # multi-label records train on their first label
+    if labels.ndim == 2:  # multi-label records train on their first label, a class number
         labels = labels[:, 0]
-    if num_classes is None or labels.ndim != 1 or not len(labels) or np.any(labels != np.round(labels)):
+    if labels.ndim != 1 or not len(labels):
+        return
+    odd = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+    if len(odd):
+        i = int(odd[0])
+        raise UserError(
+            f"label {labels[i]:g} of {source.where(i)} is not a class number (a whole number >= 0; {len(odd)} such "
+            "records); the loss takes the first label of a record as its class: fix the .lst and pack it again"
+        )
+    if num_classes is None:
         return
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
@@ -237,9 +258,20 @@ def _check_labels(source, num_classes):
         )
 
 
-def _make_iter(args, aug, path, idx, shape, train, rank, nworker, seed, backend):
+def open_checked(path, idx="", num_classes=None):
+    """open_source, refusing data with no image record and labels that are no class numbers (naming the record)."""
     source = open_source(path, idx)
-    _check_labels(source, getattr(args, "num_classes", None))
+    if not len(source):  # an empty .rec or .idx, or only header records: nothing to train or validate on
+        raise UserError(
+            f"{path} holds no image ({source.skipped_no_image} records without one); "
+            "pack images into it with tools/im2rec.py, or pick another file"
+        )
+    _check_labels(source, num_classes)
+    return source
+
+
+def _make_iter(args, aug, path, idx, shape, train, rank, nworker, seed, backend):
+    source = open_checked(path, idx, getattr(args, "num_classes", None))
     geometry = Geometry(aug, shape, train)
     common = dict(shuffle=train, seed=seed, part_index=rank, num_parts=nworker, nthreads=args.data_nthreads)
     if backend == "dali" and train and dali.supports(geometry):
@@ -285,6 +317,20 @@ def get_rec_iter(args, kv=None):
     if args.data_val:
         val = _make_iter(args, aug, args.data_val, args.data_val_idx, shape, False, rank, nworker, seed, "python")
     return train, val
+
+
+def skipped_note(it, bad_before=0, headers=True):
+    """'' or what the iterator skipped: images that failed to decode since bad_before (with where and why), and
+    (headers) the records that hold no image."""
+    bad = getattr(it, "bad_images", 0) - bad_before
+    parts = []
+    if bad:
+        first = "; ".join(map(str, getattr(it, "bad_examples", [])[:3]))
+        parts.append(f"{bad} images that do not decode" + (f" (first: {first})" if first else ""))
+    empty = getattr(it, "skipped_no_image", 0) if headers else 0
+    if empty:
+        parts.append(f"{empty} records without an image")
+    return ", ".join(parts)
 
 
 def test_io(args, train, log=print):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, compression, data, dist, reporting
+from common import checkpoint, compression, data, dist, flags, reporting
 from common.augment import Augmentation, DeviceTransform
 from common.optim import OPTIMIZERS, init_weights, lr_schedule, make_optimizer, set_lr
 from common.util import UserError, choice_error, parse_shape
@@ -36,45 +36,73 @@ def add_fit_args(parser):
     """Add MXNet's training flags (the `Training` group) and the suite's own."""
     t = parser.add_argument_group("Training", "model training")
     t.add_argument("--network", type=str, help="the neural network to use")
-    t.add_argument("--num-layers", type=int, help="number of layers in the neural network, required by resnet etc.")
+    t.add_argument(
+        "--num-layers", type=flags.count(), help="number of layers in the neural network, required by resnet etc."
+    )
     # Family arguments: unset (None) leaves the family's own default in place (get_network drops None values).
     t.add_argument("--batch-norm", type=int, choices=(0, 1), help="vgg: 1 adds BatchNorm after each convolution")
-    t.add_argument("--multiplier", type=float, help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)")
-    t.add_argument("--num-group", type=int, help="resnext: groups of the 3x3 bottleneck convolution (32)")
+    t.add_argument(
+        "--multiplier",
+        type=flags.number(above=0),
+        help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)",
+    )
+    t.add_argument("--num-group", type=flags.count(), help="resnext: groups of the 3x3 bottleneck convolution (32)")
     t.add_argument("--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5. empty means using cpu")
     t.add_argument(
         "--kv-store", type=str, default="device", help="local/device (one host), dist_sync, dist_device_sync, nccl"
     )
-    t.add_argument("--num-workers", type=int, default=1, help="with --kv-store local/device on the CPU: processes")
+    t.add_argument(
+        "--num-workers", type=flags.count(), default=1, help="with --kv-store local/device on the CPU: processes"
+    )
     t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
-    t.add_argument("--gc-threshold", type=float, default=0.5, help="threshold of 2bit gradient compression")
-    t.add_argument("--num-epochs", type=int, default=100, help="max num of epochs")
-    t.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
-    t.add_argument("--lr-factor", type=float, default=0.1, help="the ratio to reduce lr on each step")
+    t.add_argument(
+        "--gc-threshold", type=flags.number(above=0), default=0.5, help="threshold of 2bit gradient compression"
+    )
+    t.add_argument("--num-epochs", type=flags.integer(min=0), default=100, help="max num of epochs")
+    t.add_argument("--lr", type=flags.number(min=0), default=0.1, help="initial learning rate")
+    t.add_argument("--lr-factor", type=flags.number(min=0), default=0.1, help="the ratio to reduce lr on each step")
     t.add_argument("--lr-step-epochs", type=str, help="the epochs to reduce the lr, e.g. 30,60; or pow2 for poly")
     t.add_argument("--initializer", type=str, default="default", help="the initializer type")
     t.add_argument("--optimizer", type=str, default="sgd", help="the optimizer type: " + ", ".join(OPTIMIZERS))
-    t.add_argument("--mom", type=float, default=0.9, help="momentum for sgd")
-    t.add_argument("--wd", type=float, default=0.0001, help="weight decay for sgd")
-    t.add_argument("--batch-size", type=int, default=128, help="the batch size")
-    t.add_argument("--disp-batches", type=int, default=20, help="show progress for every n batches")
+    t.add_argument("--mom", type=flags.fraction(below=True), default=0.9, help="momentum for sgd")
+    t.add_argument("--wd", type=flags.number(min=0), default=0.0001, help="weight decay for sgd")
+    t.add_argument("--batch-size", type=flags.count(), default=128, help="the batch size")
+    t.add_argument("--disp-batches", type=flags.count(), default=20, help="show progress for every n batches")
     t.add_argument("--model-prefix", type=str, help="model prefix")
-    t.add_argument("--save-period", type=int, default=1, help="params saving period")
-    t.add_argument("--monitor", type=int, default=0, help="log network parameters every N iters if larger than 0")
+    t.add_argument("--save-period", type=flags.count(), default=1, help="params saving period")
+    t.add_argument(
+        "--monitor", type=flags.integer(min=0), default=0, help="log network parameters every N iters if larger than 0"
+    )
     t.add_argument("--load-epoch", type=str, help="load the model on an epoch using the model-prefix; or auto")
-    t.add_argument("--top-k", type=int, default=0, help="report the top-k accuracy. 0 means no report.")
+    t.add_argument(
+        "--top-k", type=flags.integer(min=0), default=0, help="report the top-k accuracy. 0 means no report."
+    )
     t.add_argument("--loss", type=str, default="", help="also report loss metrics: ce (cross-entropy), nll_loss")
-    t.add_argument("--test-io", type=int, default=0, help="1 means test reading speed without training")
+    t.add_argument("--test-io", type=flags.switch(), default=0, help="1 means test reading speed without training")
     t.add_argument("--dtype", type=str, default="float32", help="precision: float32, float16 or bfloat16 (AMP)")
-    t.add_argument("--macrobatch-size", type=int, default=0, help="distributed effective batch size")
-    t.add_argument("--warmup-epochs", type=int, default=5, help="epochs to ramp the lr up to the macro-batch scale")
+    t.add_argument("--macrobatch-size", type=flags.integer(min=0), default=0, help="distributed effective batch size")
+    t.add_argument(
+        "--warmup-epochs",
+        type=flags.integer(min=0),
+        default=5,
+        help="epochs to ramp the lr up to the macro-batch scale",
+    )
     t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: linear, power2 or sqrt")
-    t.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
-    t.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the training loss")
-    t.add_argument("--cosine", type=int, default=0, help="1: cosine learning-rate decay to 0 over --num-epochs")
-    t.add_argument("--ema", type=float, default=0.0, help="decay of an exponential moving average of the weights")
-    t.add_argument("--compile", type=int, default=0, help="1: torch.compile the network")
-    t.add_argument("--channels-last", type=int, default=1, help="1: NHWC memory format for conv networks")
+    t.add_argument("--seed", type=flags.seed(), default=0, help="seed of weights, data order and augmentation")
+    t.add_argument(
+        "--label-smoothing", type=flags.fraction(below=True), default=0.0, help="label smoothing of the training loss"
+    )
+    t.add_argument(
+        "--cosine", type=flags.switch(), default=0, help="1: cosine learning-rate decay to 0 over --num-epochs"
+    )
+    t.add_argument(
+        "--ema",
+        type=flags.fraction(below=True),
+        default=0.0,
+        help="decay of an exponential moving average of the weights",
+    )
+    t.add_argument("--compile", type=flags.switch(), default=0, help="1: torch.compile the network")
+    t.add_argument("--channels-last", type=flags.switch(), default=1, help="1: NHWC memory format for conv networks")
     t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
     return t
 
@@ -172,12 +200,31 @@ def evaluate(ctx, model, val):
     model.eval()
     meter = Meter(ctx.device, ctx.args.top_k, bool(ctx.loss_names))
     for x, y in val:
+        if not len(x):  # no image of the batch decodes (counted by the iterator); the others' sums are unaffected
+            continue
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         y = (y[:, 0] if y.dim() == 2 else y).long()
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = model(ctx.val_tf(x))
         meter.update(logits, y, F.cross_entropy(logits.float(), y))
     return meter.read(ctx.loss_names, everywhere=True)
+
+
+def _check_samples(values, epoch, kind, path, it, bad_before):
+    """Stop when no training image of the epoch decoded (summed over the workers): a run on nothing is no run."""
+    if values["_samples"] == 0:
+        raise UserError(
+            f"epoch {epoch}: no {kind} image of {path or 'the data'} decodes "
+            f"({data.skipped_note(it, bad_before)}); check it with tools/verify_rec.py"
+        )
+
+
+def _log_skipped(ctx, epoch, first, parts):
+    """One line per data (kind, iterator, undecodable count before the epoch) that skipped records this epoch."""
+    for kind, it, before in parts:
+        note = data.skipped_note(it, before, headers=first) if it is not None else ""
+        if note:  # counted every epoch and said in the log, never silently
+            ctx.log(f"Epoch[{epoch}] skipped in the {kind} data: {note}")
 
 
 def _log_metrics(ctx, epoch, kind, values, record):
@@ -224,15 +271,19 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
         tic = time.time()
         train.set_epoch(epoch)
         ctx.train_tf.set_epoch(epoch)
+        bad = (getattr(train, "bad_images", 0), getattr(val, "bad_images", 0))
         metrics = train_one_epoch(ctx, epoch, train)
+        _check_samples(metrics, epoch, "training", args.data_train, train, bad[0])
         ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
         record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}
         _log_metrics(ctx, epoch, "Train", metrics, record)
         ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
         if val is not None:
             vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
-            _log_metrics(ctx, epoch, "Validation", vals, record)
-            ctx.check_finite(vals["_loss"], epoch, "validation")
+            if vals["_samples"]:  # else no image decoded: said below, and the epoch is kept without validation
+                _log_metrics(ctx, epoch, "Validation", vals, record)
+                ctx.check_finite(vals["_loss"], epoch, "validation")
+        _log_skipped(ctx, epoch, epoch == (begin or 0), (("training", train, bad[0]), ("validation", val, bad[1])))
         reporting.check_weights(args.model_prefix, ctx.raw, epoch)  # a diverged epoch is never saved
         record["time"] = time.time() - tic
         ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from common.augment import AUGMENT, DeviceTransform, Geometry
-from common.data import ImageIter
+from common.data import ImageIter, open_checked
 from common.mximport import MXNET_MEAN, MXNET_STD
 from common.networks import for_inference, plain_batchnorm
-from common.sources import open_source
 from common.util import UserError, parse_floats, parse_shape
 
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": None}
@@ -40,7 +39,7 @@ def resolve_preprocess(args, info):
 
 def val_iter(path, idx, pre, batch_size, nthreads):
     """Centre-crop batches (uint8 NHWC, labels) of a .rec or class folder, in file order."""
-    source = open_source(path, idx)
+    source = open_checked(path, idx)
     geometry = Geometry(AUGMENT, pre.shape, train=False)
     it = ImageIter(source, batch_size, pre.shape, geometry, shuffle=False, nthreads=nthreads)
     it.pin_memory = torch.cuda.is_available()
@@ -52,6 +51,8 @@ def evaluate(model, val, transform, device, amp_dtype, max_num=None):
     """Run model over val; return (confusion matrix [true, predicted], top-5 hits, images, seconds)."""
     conf, top5, seen, tic = None, 0, 0, time.time()
     for x, y in val:
+        if not len(x):  # no image of the batch decodes: counted by the iterator, reported by the caller
+            continue
         if max_num and seen + len(x) > max_num:
             x, y = x[: max_num - seen], y[: max_num - seen]
         y = (y[:, 0] if y.dim() == 2 else y).long().to(device, non_blocking=True)
