@@ -15,7 +15,7 @@ import urllib.parse
 import torch
 
 from common import checkpoint, download
-from common.mximport import import_mxnet
+from common.mximport import import_mxnet, load_mxnet_checkpoint  # noqa: F401 - modelzoo.load_mxnet_checkpoint: MXNet's example name
 from common.networks import rebuild, zoo_names
 from common.util import UserError
 

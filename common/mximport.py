@@ -15,7 +15,7 @@ import re
 import torch
 
 import symbols
-from common import checkpoint, mxparams
+from common import checkpoint, mxparams, validate
 from common.util import UserError
 
 # MXNet's example defaults for data that carries no preprocessing (its train_imagenet / score.py mean).
@@ -54,63 +54,130 @@ def _resnet_family(names, ops, kwargs):
     return "resnet", len(units)
 
 
-def describe_mxnet(path, nodes, params):
-    """(network, get_symbol keyword arguments) for an MXNet graph, from its layer names and array shapes."""
-    names = {n["name"] for n in nodes}
-    ops = [n for n in nodes if n["op"] != "null"]
-    fcs = [n for n in ops if n["op"] == "FullyConnected"]
-    if not fcs:
-        raise UserError(f"{path}: the graph has no FullyConnected classifier, so it is no image classifier")
-    kwargs = {"num_classes": int(_attrs(fcs[-1])["num_hidden"])}
+class Graph:
+    """An MXNet graph as its family recognisers read it: layer names, operators, and the shapes of its arrays."""
 
-    def shape(name):
-        arr = params.get(f"arg:{name}")
+    def __init__(self, path, nodes, params):
+        self.path, self.params = path, params
+        self.names = {n["name"] for n in nodes}
+        self.ops = [n for n in nodes if n["op"] != "null"]
+
+    def shape(self, name):
+        """The shape of parameter arg:NAME; UserError naming the layer when the .params lacks it."""
+        arr = self.params.get(f"arg:{name}")
         if arr is None:
-            raise UserError(f"{path}: parameter arg:{name} of layer {name.rsplit('_', 1)[0]} is not in the .params")
+            layer = name.rsplit("_", 1)[0]
+            raise UserError(f"{self.path}: parameter arg:{name} of layer {layer} is not in the .params")
         return arr.shape
 
-    if "stage1_unit1_conv1" in names:
-        network, stages = _resnet_family(names, ops, kwargs)
-        # A 3x3 conv0 is MXNet's stem up to 32 pixels; there 4 stages mean 29-32 pixels (ImageNet depths above 28).
-        side = 224 if shape("conv0_weight")[2] != 3 else 32 if stages == 4 or network == "resnext" else 28
-        kwargs["image_shape"] = f"{shape('conv0_weight')[1]},{side},{side}"
-    elif "conv_1_conv2d" in names and "conv_2_dw_conv2d" in names:
-        network = "mobilenet"
-        kwargs["multiplier"] = shape("conv_1_conv2d_weight")[0] / 32
-        pool = next((n for n in ops if n["name"] == "global_pool"), {})
-        kwargs["resolution"] = 32 * int(re.findall(r"\d+", _attrs(pool).get("kernel", "7"))[0])  # window = res / 32
-        # Images larger than the resolution leave fc a (side/32 - window + 1)^2 times wider input.
-        fc_side = _square(shape("fc_weight")[1], shape("conv_1_conv2d_weight")[0] * 32, path, "fc")
-        side = kwargs["resolution"] + 32 * (fc_side - 1)
-        kwargs["image_shape"] = f"{shape('conv_1_conv2d_weight')[1]},{side},{side}"
-    elif "conv1_1" in names and "fc8" in names:
-        network = "vgg"
-        kwargs["num_layers"] = sum(1 for n in names if re.fullmatch(r"conv\d+_\d+", n)) + 3
-        kwargs["batch_norm"] = "bn1_1" in names
-        side = 32 * _square(shape("fc6_weight")[1], 512, path, "fc6")
-        kwargs["image_shape"] = f"{shape('conv1_1_weight')[1]},{side},{side}"
-    elif "conv_1" in names and ("conv_3a_1x1" in names or "conv_in3a_1x1" in names):
-        network = "inception-bn"
-        side = 28 if "conv_in3a_1x1" in names else 224
-        kwargs["image_shape"] = f"{shape('conv_1_weight')[1]},{side},{side}"
-    elif (
-        "convolution0" in names and "fullyconnected1" in names and any(_attrs(n).get("act_type") == "tanh" for n in ops)
-    ):
-        network = "lenet"
-        side = (_square(shape("fullyconnected0_weight")[1], 50, path, "fullyconnected0") * 2 + 4) * 2 + 4
-        kwargs["image_shape"] = f"{shape('convolution0_weight')[1]},{side},{side}"
-    elif {"fc1", "fc2", "fc3"} <= names and not any(n["op"] == "Convolution" for n in ops):
-        network = "mlp"
-        n = shape("fc1_weight")[1]
-        channels = 1 if round(n**0.5) ** 2 == n else 3
-        side = _square(n, channels, path, "fc1")
-        kwargs["image_shape"] = f"{channels},{side},{side}"
-    else:
-        first = ", ".join(n["name"] for n in ops[:4])
-        raise UserError(
-            f"{path}: not a network family this suite imports (first layers: {first}); "
-            f"importable families: {', '.join(IMPORTABLE)}"
-        )
+    def image_shape(self, first_weight, side):
+        """'C,side,side' with C the input channels of the first layer's weight."""
+        return f"{self.shape(first_weight)[1]},{side},{side}"
+
+
+# Each recogniser: (graph, kwargs) -> the network name, having set kwargs (get_symbol's arguments), or None when
+# the graph is not of its family. A new family is one function and one entry of RECOGNISERS.
+
+
+def _resnets(g, kwargs):
+    if "stage1_unit1_conv1" not in g.names:
+        return None
+    network, stages = _resnet_family(g.names, g.ops, kwargs)
+    # A 3x3 conv0 is MXNet's stem up to 32 pixels; there 4 stages mean 29-32 pixels (ImageNet depths above 28).
+    side = 224 if g.shape("conv0_weight")[2] != 3 else 32 if stages == 4 or network == "resnext" else 28
+    kwargs["image_shape"] = g.image_shape("conv0_weight", side)
+    return network
+
+
+def _mobilenet(g, kwargs):
+    if not {"conv_1_conv2d", "conv_2_dw_conv2d"} <= g.names:
+        return None
+    kwargs["multiplier"] = g.shape("conv_1_conv2d_weight")[0] / 32
+    pool = next((n for n in g.ops if n["name"] == "global_pool"), {})
+    kwargs["resolution"] = 32 * int(re.findall(r"\d+", _attrs(pool).get("kernel", "7"))[0])  # window = res / 32
+    # Images larger than the resolution leave fc a (side/32 - window + 1)^2 times wider input.
+    fc_side = _square(g.shape("fc_weight")[1], g.shape("conv_1_conv2d_weight")[0] * 32, g.path, "fc")
+    kwargs["image_shape"] = g.image_shape("conv_1_conv2d_weight", kwargs["resolution"] + 32 * (fc_side - 1))
+    return "mobilenet"
+
+
+def _vgg(g, kwargs):
+    if not {"conv1_1", "fc8"} <= g.names:
+        return None
+    kwargs["num_layers"] = sum(1 for n in g.names if re.fullmatch(r"conv\d+_\d+", n)) + 3
+    kwargs["batch_norm"] = "bn1_1" in g.names
+    kwargs["image_shape"] = g.image_shape("conv1_1_weight", 32 * _square(g.shape("fc6_weight")[1], 512, g.path, "fc6"))
+    return "vgg"
+
+
+def _inception_bn(g, kwargs):
+    if "conv_1" not in g.names or not {"conv_3a_1x1", "conv_in3a_1x1"} & g.names:
+        return None
+    kwargs["image_shape"] = g.image_shape("conv_1_weight", 28 if "conv_in3a_1x1" in g.names else 224)
+    return "inception-bn"
+
+
+def _lenet(g, kwargs):
+    tanh = any(_attrs(n).get("act_type") == "tanh" for n in g.ops)
+    if not ({"convolution0", "fullyconnected1"} <= g.names and tanh):
+        return None
+    side = (_square(g.shape("fullyconnected0_weight")[1], 50, g.path, "fullyconnected0") * 2 + 4) * 2 + 4
+    kwargs["image_shape"] = g.image_shape("convolution0_weight", side)
+    return "lenet"
+
+
+def _mlp(g, kwargs):
+    if not {"fc1", "fc2", "fc3"} <= g.names or any(n["op"] == "Convolution" for n in g.ops):
+        return None
+    n = g.shape("fc1_weight")[1]
+    channels = 1 if round(n**0.5) ** 2 == n else 3
+    side = _square(n, channels, g.path, "fc1")
+    kwargs["image_shape"] = f"{channels},{side},{side}"
+    return "mlp"
+
+
+RECOGNISERS = (_resnets, _mobilenet, _vgg, _inception_bn, _lenet, _mlp)
+
+
+def describe_mxnet(path, nodes, params):
+    """(network, get_symbol keyword arguments) for an MXNet graph, from its layer names and array shapes."""
+    g = Graph(path, nodes, params)
+    fcs = [n for n in g.ops if n["op"] == "FullyConnected"]
+    if not fcs:
+        raise UserError(f"{path}: the graph has no FullyConnected classifier, so it is no image classifier")
+    try:
+        kwargs = {"num_classes": int(_attrs(fcs[-1])["num_hidden"])}
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: the last FullyConnected layer has no whole-number num_hidden") from None
+    validate.class_count(path, f"{fcs[-1]['name']}.num_hidden", kwargs["num_classes"])
+    for recognise in RECOGNISERS:
+        network = recognise(g, kwargs)
+        if network:
+            return network, kwargs
+    first = ", ".join(n["name"] for n in g.ops[:4])
+    raise UserError(
+        f"{path}: not a network family this suite imports (first layers: {first}); "
+        f"importable families: {', '.join(IMPORTABLE)}"
+    )
+
+
+def check_nodes(path, nodes):
+    """UserError naming the node when an MXNet graph's nodes are not a list of objects with a name and an op."""
+    validate.of_type(path, "nodes", nodes, list, "a list of graph nodes", optional=False)
+    for i, node in enumerate(nodes):
+        ok = isinstance(node, dict) and isinstance(node.get("name"), str) and isinstance(node.get("op"), str)
+        if not ok or not isinstance(_attrs(node), dict):
+            validate.fail(path, f"nodes[{i}]", "is not an object with a string name and op and an attrs object")
+
+
+def describe_checked(sym_path, nodes, params):
+    """describe_mxnet, with a graph whose arrays have impossible shapes and an absurd image size refused."""
+    check_nodes(sym_path, nodes)
+    try:
+        network, kwargs = describe_mxnet(sym_path, nodes, params)
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+        raise UserError(f"{sym_path}: its layers and arrays do not describe an importable network ({err!r})") from None
+    validate.image_shape(sym_path, "the image shape its arrays imply", kwargs["image_shape"])
     return network, kwargs
 
 
@@ -123,7 +190,7 @@ def import_mxnet(prefix, epoch=None):
     epoch = checkpoint.pick_epoch(prefix, epoch)
     params_file = f"{prefix}-{epoch:04d}.params"
     params = mxparams.load(params_file)
-    network, kwargs = describe_mxnet(sym_path, doc["nodes"], params)
+    network, kwargs = describe_checked(sym_path, doc["nodes"], params)
     model = symbols.get_symbol(network, **kwargs)
     names = symbols.mxnet_param_map(model)
     state = model.state_dict()

@@ -33,15 +33,18 @@ CASES = [
 NUM_CLASSES = 10
 BATCH = 2
 
-# Runs in the peer's python (numpy < 1.24). argv: output folder, JSON list of [id, family, kwargs, image shape].
-PEER = r"""
+# The peer program (run in the peer's python, numpy < 1.24) is PEER_HEAD + a module's builders (each defines
+# build(family, kwargs, num_classes, image_shape) -> MXNet symbol) + PEER_MAIN; argv: output folder, JSON list of
+# [id, family, kwargs, image shape], number of classes, batch. Other test modules reuse it with their own builders.
+PEER_HEAD = r"""
 import json, os, sys
 import mxnet as mx
 import numpy as np
 
 S, BN, ACT, POOL = mx.sym.Convolution, mx.sym.BatchNorm, mx.sym.Activation, mx.sym.Pooling
+"""
 
-
+BUILDERS = r"""
 def relu(x, name):
     return ACT(data=x, act_type="relu", name=name)
 
@@ -221,8 +224,9 @@ def build(family, kwargs, num_classes, image_shape):
     if family == "vgg":
         return vgg(num_classes, image_shape=image_shape, **kwargs)
     return inception_bn(num_classes, image_shape)
+"""
 
-
+PEER_MAIN = r"""
 def random_arrays(sym, shape, rng):
     # Random weights (fan-in scaled), gamma, beta and biases; the moving statistics come from calibrate().
     arg_shapes, _, aux_shapes = sym.infer_shape(data=shape)
@@ -303,15 +307,28 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def peer_checkpoints(mxnet_python, tmp_path_factory):
-    """Folder holding, per case, MXNet's checkpoint ID-symbol.json + ID-0001.params, ID-input.npy, ID-logits.npy."""
-    out = tmp_path_factory.mktemp("mxnet_families")
-    cases = json.dumps([list(case) for case in CASES])
-    command = [mxnet_python, "-c", PEER, out, cases, str(NUM_CLASSES), str(BATCH)]
+def run_peer(mxnet_python, out, cases, builders):
+    """Build, fill, save and run each case's network in live MXNet (builders: the families' peer code); return out."""
+    program = PEER_HEAD + builders + PEER_MAIN
+    command = [mxnet_python, "-c", program, out, json.dumps([list(c) for c in cases]), str(NUM_CLASSES), str(BATCH)]
     proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
+
+
+def assert_same_logits(prefix):
+    """The imported checkpoint's logits equal MXNet's recorded ones within 1e-4 of the largest."""
+    expected = np.load(f"{prefix}-logits.npy")
+    with torch.no_grad():
+        out = mximport.load_mxnet_checkpoint(prefix, 1)(torch.from_numpy(np.load(f"{prefix}-input.npy"))).numpy()
+    assert out.shape == expected.shape == (BATCH, NUM_CLASSES)
+    assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.fixture(scope="module")
+def peer_checkpoints(mxnet_python, tmp_path_factory):
+    """Folder holding, per case, MXNet's checkpoint ID-symbol.json + ID-0001.params, ID-input.npy, ID-logits.npy."""
+    return run_peer(mxnet_python, tmp_path_factory.mktemp("mxnet_families"), CASES, BUILDERS)
 
 
 @pytest.mark.mxnet
@@ -326,11 +343,7 @@ def test_import_gives_live_mxnet_logits(peer_checkpoints, case_id, family, kwarg
             assert info["arguments"][key] == kwargs[key], key
     if "alpha" in kwargs:
         assert info["arguments"]["multiplier"] == kwargs["alpha"]
-    expected = np.load(f"{prefix}-logits.npy")
-    with torch.no_grad():
-        out = mximport.load_mxnet_checkpoint(prefix, 1)(torch.from_numpy(np.load(f"{prefix}-input.npy"))).numpy()
-    assert out.shape == expected.shape == (BATCH, NUM_CLASSES)
-    assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert_same_logits(prefix)
 
 
 @pytest.mark.mxnet
