@@ -43,6 +43,12 @@ def add_data_args(parser):
         help="the value for padding and borders",
     )
     data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
+    data.add_argument(
+        "--max-image-pixels",
+        type=flags.integer(min=0),
+        default=AUGMENT.max_image_pixels,
+        help="skip (and count) an image whose header claims more pixels, before decoding it (0: no limit)",
+    )
     data.add_argument("--num-classes", type=flags.count(), help="the number of classes")
     data.add_argument("--num-examples", type=flags.count(), help="the number of training examples")
     data.add_argument(
@@ -148,14 +154,14 @@ class ImageIter:
         rng = np.random.default_rng([self.seed, self.epoch, self.part_index, b])
         c, h, w = self.data_shape
         data = np.empty((len(indices), h, w, c), np.uint8)
-        keep = []
+        keep, why = [], []
         for i in indices:
-            if not self.geometry.load(self.source.read(i), rng, data[len(keep)]):
-                # a 30-hour run never dies on one bad JPEG: skip it and count it
+            if not self.geometry.load(self.source.read(i), rng, data[len(keep)], why):
+                # a 30-hour run never dies on one bad JPEG: skip it and count it, with where and why
                 with self._lock:
                     self.bad_images += 1
                     if len(self.bad_examples) < 10:
-                        self.bad_examples.append(self.source.where(i))
+                        self.bad_examples.append(f"{self.source.where(i)}: {why[-1] if why else 'does not decode'}")
                 continue
             keep.append(i)
         data = torch.from_numpy(data[: len(keep)])
@@ -340,8 +346,8 @@ def test_io(args, train, log=print):
     for i, (data, _label) in enumerate(train):
         seen += len(data)
         window += len(data)
-        if (i + 1) % args.disp_batches == 0:
-            log(f"Batch [{i + 1}]\tSpeed: {window / (time.time() - tic):.2f} samples/sec")
+        if (i + 1) % args.disp_batches == 0:  # numbered from 0, as MXNet's --test-io numbers its batches
+            log(f"Batch [{i}]\tSpeed: {window / (time.time() - tic):.2f} samples/sec")
             tic, window = time.time(), 0
     elapsed = time.time() - start
     log(

@@ -25,7 +25,7 @@ from torch import nn
 
 from common import checkpoint, compression, data, dist, flags, reporting
 from common.augment import Augmentation, DeviceTransform
-from common.optim import OPTIMIZERS, init_weights, lr_schedule, make_optimizer, set_lr
+from common.optim import OPTIMIZERS, init_weights, lr_schedule, lr_steps, make_optimizer, set_lr
 from common.util import UserError, choice_error, parse_shape
 
 LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
@@ -152,8 +152,9 @@ def train_one_epoch(ctx, epoch, train):
     """One pass over the training data; returns the epoch's metrics (host values)."""
     a, model, opt = ctx.args, ctx.model, ctx.opt
     model.train()
-    epoch_meter, window = Meter(ctx.device, a.top_k, bool(ctx.loss_names)), Meter(ctx.device, a.top_k, False)
-    tic, seen, nbatch = time.time(), 0, len(train)
+    ce = bool(ctx.loss_names)
+    epoch_meter, window = Meter(ctx.device, a.top_k, ce), Meter(ctx.device, a.top_k, ce)
+    tic, seen, nbatch, disp = time.time(), 0, len(train), a.disp_batches
     batches = ctx.progress(train, nbatch, epoch)
     for i, (x, y) in enumerate(batches):
         if not len(x):  # every image of the batch failed to decode (counted by the iterator)
@@ -174,19 +175,23 @@ def train_one_epoch(ctx, epoch, train):
             opt.zero_grad(set_to_none=True)
             ctx.step += 1
             set_lr(opt, a.lr * ctx.lr_mult(ctx.step))  # the rate for the next step
+            if ctx.step in ctx.lr_drops:  # as MXNet's schedulers say it, numbering the update that first uses it
+                ctx.log(f"Update[{ctx.step + 1}]: Change learning rate to {a.lr * ctx.lr_mult(ctx.step):0.5e}")
             if ctx.ema is not None:
                 ctx.ema.update_parameters(model)
         window.add(epoch_meter.update(logits, y, loss))
-        seen += len(x)
-        if (i + 1) % a.disp_batches == 0:
-            vals = window.read([])
-            ctx.check_finite(vals["_loss"], epoch, f"batches {i + 1 - a.disp_batches}-{i + 1}")
+        # MXNet's Speedometer: the clock starts after batch 0 and a line is due at every batch number (from 0) that
+        # is a multiple of --disp-batches, so the first window [0-N] holds N+1 batches and no window ends the epoch
+        seen = 0 if i == 0 else seen + len(x)
+        if i and i % disp == 0:
+            vals = window.read(ctx.loss_names)
+            ctx.check_finite(vals["_loss"], epoch, f"batches {i - disp}-{i}")
             speed = seen * ctx.kv.local_size / max(time.time() - tic, 1e-9)  # the host's, as MXNet's worker
-            ctx.log(
-                f"Epoch[{epoch}] Batch [{i + 1 - a.disp_batches}-{i + 1}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}"
-            )
-            ctx.board("batch", {"speed": speed, **vals}, epoch * nbatch + i + 1)
-            window, tic, seen = Meter(ctx.device, a.top_k, False), time.time(), 0
+            ctx.log(f"Epoch[{epoch}] Batch [{i - disp}-{i}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}")
+            ctx.board("batch", {"speed": speed, **vals}, epoch * nbatch + i)
+            window, seen = Meter(ctx.device, a.top_k, ce), 0
+        if i % disp == 0:
+            tic = time.time()
         if a.monitor and (i + 1) % a.monitor == 0:
             for name, p in checkpoint.unwrap(model).named_parameters():
                 ctx.log(f"Batch: {i + 1:7d} {name:40s} weight-norm={p.norm().item():f}")
@@ -272,10 +277,11 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
         train.set_epoch(epoch)
         ctx.train_tf.set_epoch(epoch)
         bad = (getattr(train, "bad_images", 0), getattr(val, "bad_images", 0))
+        lr = args.lr * ctx.lr_mult(ctx.step)  # the rate the epoch starts at (PREFIX-metrics.jsonl records it)
         metrics = train_one_epoch(ctx, epoch, train)
         _check_samples(metrics, epoch, "training", args.data_train, train, bad[0])
         ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
-        record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}
+        record = {"epoch": epoch, "lr": lr}
         _log_metrics(ctx, epoch, "Train", metrics, record)
         ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
         if val is not None:
@@ -345,6 +351,7 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         accum=accum,
         step=0,
         lr_mult=lr_schedule(args, steps_per_epoch, accum),
+        lr_drops=set(lr_steps(args, steps_per_epoch)),
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
         # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none

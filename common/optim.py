@@ -82,6 +82,17 @@ def make_optimizer(args, model):
     raise choice_error("--optimizer", args.optimizer, OPTIMIZERS)
 
 
+def lr_steps(args, steps_per_epoch):
+    """The steps after which MXNet's multi-factor schedule multiplies the rate by --lr-factor ([] for the others)."""
+    text = (args.lr_step_epochs or "").strip()
+    if "pow" in text or args.cosine or not text or args.lr_factor >= 1:
+        return []
+    try:
+        return [int(e) * steps_per_epoch for e in text.split(",") if e.strip()]
+    except ValueError:
+        raise UserError(f"--lr-step-epochs {text!r} is not a comma-separated list of epochs, e.g. 30,60") from None
+
+
 def lr_schedule(args, steps_per_epoch, accum):
     """The per-step learning-rate multiplier (MXNet's multi-factor / poly, or cosine; large-batch warm-up)."""
     total = max(1, args.num_epochs * steps_per_epoch)
@@ -95,10 +106,7 @@ def lr_schedule(args, steps_per_epoch, accum):
     elif args.cosine:
         base = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))  # noqa: E731
     elif text and args.lr_factor < 1:
-        try:
-            bounds = [int(e) * steps_per_epoch for e in text.split(",") if e.strip()]
-        except ValueError:
-            raise UserError(f"--lr-step-epochs {text!r} is not a comma-separated list of epochs, e.g. 30,60") from None
+        bounds = lr_steps(args, steps_per_epoch)
         base = lambda s: args.lr_factor ** sum(s >= b for b in bounds)  # noqa: E731
     else:
         base = lambda s: 1.0  # noqa: E731

@@ -153,7 +153,7 @@ def test_test_io_and_benchmark(cli):
         "",
         check=0,
     )
-    assert re.search(r"Batch \[5\]\tSpeed: [\d.]+ samples/sec", proc.stderr) and "Epoch[" not in proc.stderr
+    assert re.search(r"Batch \[4\]\tSpeed: [\d.]+ samples/sec", proc.stderr) and "Epoch[" not in proc.stderr
 
 
 def _fake_cifar_archive(path, n=6):

@@ -1,0 +1,23 @@
+"""Log lines as MXNet printed them: Speedometer windows, every metric on the batch lines, rate changes, test-io."""
+
+import json
+import re
+
+from tests.test_train_cli import MLP
+
+
+def test_batch_lines_and_rate_changes_are_mxnets(tmp_path, cli):
+    # 4,000 sample digits in batches of 80: 50 batches (0..49) an epoch. MXNet's Speedometer logs at batch 25 only:
+    # the window [0-25] holds batches 0..25, and no window is printed for the 24 batches left at the epoch's end.
+    prefix = tmp_path / "m"
+    flags = ("--batch-size", "80", "--disp-batches", "25", "--num-epochs", "2", "--lr-step-epochs", "1")
+    proc = cli(*MLP, *flags, "--loss", "ce", "--top-k", "3", "--model-prefix", prefix, check=0)
+    lines = proc.stderr.splitlines()
+    windows = [re.search(r"Epoch\[(\d)\] Batch \[(\d+)-(\d+)\]", ln).groups() for ln in lines if "Batch [" in ln]
+    assert windows == [("0", "0", "25"), ("1", "0", "25")]
+    batch_line = next(ln for ln in lines if "Batch [0-25]" in ln)
+    assert re.search(r"\taccuracy=[\d.]+\ttop_k_accuracy_3=[\d.]+\tcross-entropy=[\d.]+$", batch_line)
+    # MultiFactorScheduler's line, numbering the first update at the new rate (50 updates done, the 51st)
+    assert sum("Update[51]: Change learning rate to 5.00000e-03" in ln for ln in lines) == 1
+    records = [json.loads(ln) for ln in (tmp_path / "m-metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == [0.05, 0.05 * 0.1]  # the rate each epoch trained at
