@@ -19,7 +19,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import augment, checkpoint, data, dist, fit, modelzoo, mximport, networks  # noqa: E402
+from common import augment, checkpoint, data, dist, fit, flags, modelzoo, mximport, networks  # noqa: E402
 from common.util import UserError, main_guard, parse_shape  # noqa: E402
 
 
@@ -34,14 +34,18 @@ def parse_args(argv=None):
     augment.set_data_aug_level(aug, 2)
     ft = parser.add_argument_group("Fine-tune", "the pretrained model")
     ft.add_argument("--pretrained-model", required=True, help="checkpoint prefix (ours or MXNet's) or a zoo name")
-    ft.add_argument("--pretrained-epoch", type=int, help="epoch of the pretrained checkpoint (default: the last)")
+    ft.add_argument(
+        "--pretrained-epoch", type=flags.integer(min=0), help="epoch of the pretrained checkpoint (default: the last)"
+    )
     ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
-    ft.add_argument("--freeze-backbone", type=int, default=0, help="1: train the new classifier only")
-    ft.add_argument("--pretrained-lr-mult", type=float, default=1.0, help="learning-rate factor of pretrained layers")
+    ft.add_argument("--freeze-backbone", type=flags.switch(), default=0, help="1: train the new classifier only")
+    ft.add_argument(
+        "--pretrained-lr-mult", type=flags.number(min=0), default=1.0, help="learning-rate factor of pretrained layers"
+    )
     parser.set_defaults(
         image_shape=None, rgb_mean=None, rgb_std=None, num_epochs=30, lr=0.01, lr_step_epochs="20", wd=0, mom=0
     )
-    return parser.parse_args(argv)
+    return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
 
 
 def prepare(args):
@@ -49,7 +53,7 @@ def prepare(args):
 
     Returns (model, name of the new classifier, checkpoint.Pretrained: what PREFIX-symbol.json records of it).
     """
-    model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch)
+    model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch, "--pretrained-model")
     pre = info.get("preprocess") or {}
     args.image_shape = args.image_shape or ",".join(str(v) for v in pre.get("image_shape", (3, 224, 224)))
     args.rgb_mean = args.rgb_mean or ",".join(str(v) for v in pre.get("rgb_mean", mximport.MXNET_MEAN))

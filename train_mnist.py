@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, dist, fit, networks  # noqa: E402
+from common import data, dist, fit, flags, networks  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 from data import mnist  # noqa: E402
 
@@ -35,16 +35,16 @@ def parse_args(argv=None):
         rgb_mean="0,0,0",
         rgb_std="255,255,255",  # pixels to [0, 1], as MXNet's to4d
     )
-    return parser, parser.parse_args(argv)
+    return parser, flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
 
 
 def mnist_loader(arrays):
-    """A data_loader for fit(): in-memory iterators, this worker's part of the training set."""
-    train_x, train_y, val_x, val_y = arrays
+    """A data_loader for fit(): in-memory iterators, this worker's part of the training set (synthetic: none)."""
 
     def loader(args, kv):
-        if args.benchmark:
+        if args.benchmark:  # MXNet's synthetic batch; the MNIST arrays are not loaded
             return data.get_rec_iter(args, kv)
+        train_x, train_y, val_x, val_y = arrays
         common = dict(seed=args.seed, part_index=kv.rank, num_parts=kv.num_workers)
         train = data.ArrayIter(train_x, train_y, args.batch_size, shuffle=True, **common)
         return train, data.ArrayIter(val_x, val_y, args.batch_size, shuffle=False, **common)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import image
+from common import flags, image
 from common.util import UserError, parse_floats
 
 # ImageNet RGB covariance eigen-decomposition on the 0-255 scale (AlexNet's lighting noise)
@@ -35,28 +35,35 @@ def _flag(default, help, type=None, group=True):
 class Augmentation:
     """What the image flags ask of the decoders and the device, built once from them; defaults are the flags'."""
 
-    random_crop: int = _flag(0, "if or not randomly crop the image")
-    random_mirror: int = _flag(0, "if or not randomly flip horizontally")
-    max_random_h: int = _flag(0, "max change of hue, whose range is [0, 180]")
-    max_random_s: int = _flag(0, "max change of saturation, in [0, 255]")
-    max_random_l: int = _flag(0, "max change of intensity, in [0, 255]")
-    min_random_aspect_ratio: float | None = _flag(None, "min value of aspect ratio, None or a positive value", float)
-    max_random_aspect_ratio: float = _flag(0, "max value of aspect ratio; with no min, the range is [1-max, 1+max]")
-    max_random_rotate_angle: int = _flag(0, "max angle to rotate, in [0, 360]")
-    max_random_shear_ratio: float = _flag(0, "max ratio to shear, in [0, 1]")
-    max_random_scale: float = _flag(1, "max ratio to scale")
-    min_random_scale: float = _flag(1, "min ratio to scale, should >= img_size/input_shape")
-    max_random_area: float = _flag(1, "max area to crop in random resized crop")
-    min_random_area: float = _flag(1, "min area to crop in random resized crop")
-    random_resized_crop: int = _flag(0, "whether to use random resized crop")
-    brightness: float = _flag(0, "brightness jittering, in [0, 1]")
-    contrast: float = _flag(0, "contrast jittering, in [0, 1]")
-    saturation: float = _flag(0, "saturation jittering, in [0, 1]")
-    pca_noise: float = _flag(0, "pca noise, in [0, 1]")
+    random_crop: int = _flag(0, "if or not randomly crop the image", flags.switch())
+    random_mirror: int = _flag(0, "if or not randomly flip horizontally", flags.switch())
+    max_random_h: int = _flag(0, "max change of hue, whose range is [0, 180]", flags.integer(0, 180))
+    max_random_s: int = _flag(0, "max change of saturation, in [0, 255]", flags.integer(0, 255))
+    max_random_l: int = _flag(0, "max change of intensity, in [0, 255]", flags.integer(0, 255))
+    min_random_aspect_ratio: float | None = _flag(
+        None, "min value of aspect ratio, None or a positive value", flags.number(above=0)
+    )
+    max_random_aspect_ratio: float = _flag(
+        0, "max value of aspect ratio; with no min, the range is [1-max, 1+max]", flags.number(min=0)
+    )
+    max_random_rotate_angle: int = _flag(0, "max angle to rotate, in [0, 360]", flags.integer(0, 360))
+    max_random_shear_ratio: float = _flag(0, "max ratio to shear, in [0, 1]", flags.fraction())
+    max_random_scale: float = _flag(1, "max ratio to scale", flags.number(above=0))
+    min_random_scale: float = _flag(1, "min ratio to scale, should >= img_size/input_shape", flags.number(above=0))
+    max_random_area: float = _flag(1, "max area to crop in random resized crop", flags.number(above=0, max=1))
+    min_random_area: float = _flag(1, "min area to crop in random resized crop", flags.number(above=0, max=1))
+    random_resized_crop: int = _flag(0, "whether to use random resized crop", flags.switch())
+    brightness: float = _flag(0, "brightness jittering, in [0, 1]", flags.fraction())
+    contrast: float = _flag(0, "contrast jittering, in [0, 1]", flags.fraction())
+    saturation: float = _flag(0, "saturation jittering, in [0, 1]", flags.fraction())
+    pca_noise: float = _flag(0, "pca noise, in [0, 1]", flags.fraction())
     pad_size: int = _flag(0, "padding the input image", group=False)
     fill_value: int = _flag(127, "the value for padding and borders", group=False)
     rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
     rgb_std: str = _flag("1,1,1", "a tuple of size 3 for the std rgb", group=False)
+    max_image_pixels: int = _flag(
+        image.MAX_IMAGE_PIXELS, "skip (and count) an image whose header claims more pixels (0: no limit)", group=False
+    )
 
     @classmethod
     def of(cls, flags):
@@ -118,6 +125,7 @@ class Geometry:
         self.mirror = train and bool(a.random_mirror)
         self.pad = a.pad_size if train else 0
         self.fill = a.fill_value
+        self.max_pixels = a.max_image_pixels
         self.area = (a.min_random_area, a.max_random_area)
         # MXNet draws scale and aspect ratio as min + u * (max - min): a reversed pair is the same range
         self.scale = tuple(sorted((a.min_random_scale, a.max_random_scale))) if train else (1, 1)
@@ -146,11 +154,19 @@ class Geometry:
                 "deviation from 1 and must be < 1"
             )
 
-    def load(self, buf, rng, out):
-        """Decode `buf` and write its augmented (H, W, C) RGB uint8 into `out`; False if it does not decode."""
+    def load(self, buf, rng, out, why=None):
+        """Decode `buf` and write its augmented (H, W, C) RGB uint8 into `out`; False if it does not decode.
+
+        On False, the reason (DecodeError's text) is appended to the list `why` when one is given.
+        """
         try:
-            img = self._rrc(buf, rng) if self.rrc else self._scale_pad_crop(image.decode(buf, self.channels)[0], rng)
-        except image.DecodeError:  # only the image's bytes: a flag's mistake must not pass for a bad image
+            if self.rrc:
+                img = self._rrc(buf, rng)
+            else:
+                img = self._scale_pad_crop(image.decode(buf, self.channels, max_pixels=self.max_pixels)[0], rng)
+        except image.DecodeError as err:  # only the image's bytes: a flag's mistake must not pass for a bad image
+            if why is not None:
+                why.append(str(err))
             return False
         flip = self.mirror and rng.random() < 0.5
         dst = out if self.channels == 3 else out[:, :, 0]  # OpenCV drops the channel axis of 1-channel images
@@ -167,10 +183,12 @@ class Geometry:
 
     def _rrc(self, buf, rng):
         """The random-resized-crop window of the image; a big window of a JPEG decodes at reduced DCT scale."""
+        image.check_size(buf, self.max_pixels)  # before any decode, so a bomb is refused first
         size = image.jpeg_size(buf)
         window = self._rrc_window(*size, rng) if size else None
         shrink = min(window[2] / self.height, window[3] / self.width) if window else 1
-        img, full = image.decode(buf, self.channels, int(np.ceil(min(size) / shrink)) if shrink >= 2 else 0)
+        min_short = int(np.ceil(min(size) / shrink)) if shrink >= 2 else 0
+        img, full = image.decode(buf, self.channels, min_short, max_pixels=0)  # size checked above
         if window is None:
             window = self._rrc_window(*full, rng)
         elif tuple(full) != tuple(size):  # EXIF rotated the image by 90 degrees: rotate the window with it

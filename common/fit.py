@@ -152,6 +152,8 @@ def train_one_epoch(ctx, epoch, train):
     """One pass over the training data; returns the epoch's metrics (host values)."""
     a, model, opt = ctx.args, ctx.model, ctx.opt
     model.train()
+    for norm in ctx.frozen_norms:  # frozen layers (fine-tune --freeze-backbone) keep their statistics too
+        norm.eval()
     ce = bool(ctx.loss_names)
     epoch_meter, window = Meter(ctx.device, a.top_k, ce), Meter(ctx.device, a.top_k, ce)
     tic, seen, nbatch, disp = time.time(), 0, len(train), a.disp_batches
@@ -352,6 +354,7 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         step=0,
         lr_mult=lr_schedule(args, steps_per_epoch, accum),
         lr_drops=set(lr_steps(args, steps_per_epoch)),
+        frozen_norms=[m for m in raw.modules() if _is_frozen_norm(m)],
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
         # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none
@@ -362,6 +365,12 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         board=reporting.board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,
         check_finite=lambda v, e, where: reporting.check_finite(args.model_prefix, v, e, where),
     )
+
+
+def _is_frozen_norm(module):
+    """A BatchNorm whose own parameters are all frozen (MXNet's fix_gamma alone freezes only gamma: it trains)."""
+    own = list(module.parameters(recurse=False))
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and bool(own) and not any(p.requires_grad for p in own)
 
 
 def _schedule_text(args, steps_per_epoch, accum):

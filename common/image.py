@@ -4,9 +4,12 @@ Arrays are HxWxC uint8 in RGB order (C=3), or HxWx1 for grayscale; nothing here 
 JPEGs go through libjpeg-turbo (simplejpeg), which releases the GIL and can decode at 1/2, 1/4 or 1/8
 scale in the DCT domain; every other format, and the rare JPEG it refuses (CMYK, 12-bit), goes through
 OpenCV. Both paths apply the EXIF orientation, as OpenCV's imread (and so MXNet) does.
+Every failure (empty, truncated or corrupt data, not an image, a header claiming more than max_pixels) is a
+DecodeError whose text is the reason, so callers skip and count the image and say why.
 """
 
 import io
+import warnings
 
 import cv2
 import numpy as np
@@ -75,27 +78,71 @@ def _to_channels(img, channels):
 
 
 class DecodeError(ValueError):
-    """The bytes are not an image that decodes (a bad record, not a mistake in the flags)."""
+    """The bytes are not an image that decodes (a bad record, not a mistake in the flags); str() is the reason."""
 
 
-def jpeg_size(data):
-    """(height, width) of a JPEG as stored (before EXIF orientation), or None if libjpeg-turbo cannot read it."""
+# Pillow's decompression-bomb limit (its Image.MAX_IMAGE_PIXELS): no real dataset has an image this big, and one
+# that claims it in a 2 KB file would take gigabytes to decode. Checked from the header, before decoding.
+MAX_IMAGE_PIXELS = 178_956_970
+# We check the size ourselves (header_size); Pillow's own warning for the EXIF/size reads would only repeat it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _jpeg_header(data):
+    """(height, width, colorspace) from a JPEG's SOF marker, or None when libjpeg-turbo cannot read the header."""
     if not data.startswith(JPEG_MAGIC):
         return None
     try:
         h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
-    return None if colorspace in ("CMYK", "YCCK") else (h, w)
+    return h, w, colorspace
 
 
-def decode(data, channels=3, min_short=0):
+def jpeg_size(data):
+    """(height, width) of a JPEG as stored (before EXIF orientation), or None if libjpeg-turbo cannot read it."""
+    header = _jpeg_header(data)
+    return None if header is None or header[2] in ("CMYK", "YCCK") else header[:2]
+
+
+def header_size(data):
+    """(height, width) that an image's header claims, read without decoding pixels; None when no header reads."""
+    header = _jpeg_header(data)
+    if header is not None:
+        return header[:2]
+    if data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR":  # IHDR is always first: width, height as big-endian u32
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    try:  # any other format: Pillow's open() reads only the header
+        w, h = Image.open(io.BytesIO(data)).size
+    except Image.DecompressionBombError as err:  # Pillow refuses to even open it: as big as it gets
+        raise DecodeError(f"too large to decode ({err})") from None
+    except Exception:  # not a format Pillow knows: OpenCV may still read it
+        return None
+    return h, w
+
+
+def check_size(data, max_pixels=MAX_IMAGE_PIXELS):
+    """Raise DecodeError when the bytes are empty, or their header claims more than max_pixels (0: no limit)."""
+    if not len(data):
+        raise DecodeError("empty (0 bytes), not an image")
+    size = header_size(data) if max_pixels and max_pixels > 0 else None
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise DecodeError(
+            f"header claims {size[1]}x{size[0]} = {size[0] * size[1]:,} pixels in {len(data):,} bytes, "
+            f"over --max-image-pixels {max_pixels:,}; not decoded"
+        )
+
+
+def decode(data, channels=3, min_short=0, max_pixels=MAX_IMAGE_PIXELS):
     """Decode image bytes to uint8 HxWxC (RGB for 3, gray for 1, as stored for -1); returns (array, full_hw).
 
     min_short > 0 lets a JPEG be decoded at 1/2, 1/4 or 1/8 scale while its short side stays >= min_short;
     full_hw is the upright size at full scale, so callers compute target sizes exactly as from a full decode.
-    Raises DecodeError when the bytes are not a decodable image.
+    Raises DecodeError, whose text says why, when the bytes are not a decodable image or claim more than
+    max_pixels pixels (0: no limit); that is checked from the header, before any pixel is decoded.
     """
+    check_size(data, max_pixels)
     size = jpeg_size(data) if channels in (1, 3) else None
     if size is None:
         return decode_cv2(data, channels)
@@ -108,19 +155,37 @@ def decode(data, channels=3, min_short=0):
             min_height=-(-h // k),
             min_width=-(-w // k),
         )
-    except ValueError:  # libjpeg-turbo is strict about damaged files; OpenCV decodes what it can, as MXNet did
-        return decode_cv2(data, channels)
+    except ValueError as err:
+        # libjpeg-turbo read the header, so the scan data is damaged (truncated, corrupt). OpenCV would decode
+        # what it can, but print libjpeg's "Corrupt JPEG data" to stderr from C, where no caller can catch it:
+        # the message is the reason the image is skipped instead.
+        raise DecodeError(f"damaged JPEG, does not decode: {str(err).strip() or type(err).__name__}") from None
     orientation = _orientation(data)
     if orientation in (5, 6, 7, 8):
         h, w = w, h
     return _apply_orientation(img, orientation), (h, w)
 
 
+def _what_it_is(data):
+    """A few words on bytes that OpenCV could not decode: their format by magic number, or their first bytes."""
+    for magic, name in ((JPEG_MAGIC, "JPEG"), (PNG_MAGIC, "PNG"), (b"GIF8", "GIF"), (b"RIFF", "RIFF/WebP")):
+        if data.startswith(magic):
+            return f"damaged or unsupported {name}"
+    if data[:2] == b"BM" or data[:4] in (b"II*\0", b"MM\0*"):
+        return "damaged or unsupported BMP/TIFF"
+    return f"not an image (starts with {bytes(data[:12])!r})"
+
+
 def decode_cv2(data, channels=3):
     """Decode any format OpenCV reads (applies EXIF orientation); returns (array, full_hw) like decode()."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_FLAGS[channels])
+    if not len(data):
+        raise DecodeError("empty (0 bytes), not an image")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_FLAGS[channels])
+    except cv2.error as err:  # OpenCV asserts on some inputs instead of returning None
+        raise DecodeError(f"does not decode: {str(err).strip().splitlines()[-1]}") from None
     if img is None or img.size == 0:
-        raise DecodeError("not a decodable image")
+        raise DecodeError(f"{_what_it_is(data)}; does not decode")
     img = _to_channels(img, channels)
     return img, img.shape[:2]
 

@@ -108,8 +108,10 @@ def load_checkpoint(prefix, epoch=None):
     return model.eval(), info
 
 
-def load_model(spec, epoch=None):
-    """(network, info) for a checkpoint prefix (ours or MXNet's) or, when no such checkpoint exists, a zoo name."""
+def load_model(spec, epoch=None, flag="--model"):
+    """(network, info) for a checkpoint prefix (ours or MXNet's) or, when no such checkpoint exists, a zoo name.
+
+    flag: the command-line flag that named spec, for the error when it names nothing."""
     sym_path = f"{spec}-symbol.json"
     if os.path.isfile(sym_path):
         doc = checkpoint.read_json(sym_path, "pass the prefix the model was saved under")
@@ -121,6 +123,6 @@ def load_model(spec, epoch=None):
     if any(_key(n) == _key(spec) for n in zoo_names()):
         return zoo_model(spec)
     raise UserError(
-        f"--model {spec}: no checkpoint {sym_path} and no pretrained model of that name; "
+        f"{flag} {spec}: no checkpoint {sym_path} and no pretrained model of that name; "
         f"pretrained names: {', '.join(zoo_names())}"
     )

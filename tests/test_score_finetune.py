@@ -238,3 +238,26 @@ def test_replace_head_at_an_inner_layer(fixtures):
     assert dropped == ["flatten0", "fullyconnected0", "activation2", "fullyconnected1"]
     assert new(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
     assert head == "fullyconnected1" and torch.equal(new.convolution0.weight, model.convolution0.weight)
+
+
+def test_freeze_backbone_keeps_batchnorm_statistics(cli, fixtures, tiny, tmp_path):
+    prefix = tmp_path / "ft" / "r20"
+    cli(
+        "fine-tune.py",
+        *("--pretrained-model", fixtures / "resnet-20", "--pretrained-epoch", "3", "--num-classes", "3"),
+        *("--data-train", tiny, "--batch-size", "3", "--num-epochs", "1", "--image-shape", "3,28,28"),
+        *("--model-prefix", prefix, "--freeze-backbone", "1", "--lr", "0.1"),
+        check=0,
+    )
+    pretrained = mxparams.load(fixtures / "resnet-20-0003.params")
+    state = modelzoo.load_model(str(prefix), 1)[0].state_dict()
+    names = networks_param_names(fixtures / "resnet-20")
+    stats = [k for k in state if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(np.array_equal(state[k].numpy(), pretrained[names[k]]) for k in stats)
+
+
+def networks_param_names(prefix):
+    """{torch name: MXNet name} of an imported MXNet checkpoint's network."""
+    import symbols
+
+    return symbols.mxnet_param_map(mximport.load_mxnet_checkpoint(str(prefix), 3))

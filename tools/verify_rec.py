@@ -11,16 +11,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 if __package__ in (None, ""):  # run as `python tools/verify_rec.py`: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import flags, image
 from common.recordio import RecordReader, check_index, read_index, unpack_header
 from common.util import UserError, main_guard
 
-_BATCH = 256  # records decoded in parallel at a time (OpenCV releases the GIL while decoding)
+_BATCH = 256  # records decoded in parallel at a time (libjpeg-turbo and OpenCV release the GIL while decoding)
 
 
 def parse_args(argv=None):
@@ -28,8 +28,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Check a RecordIO .rec file of packed images, record by record")
     parser.add_argument("rec", metavar="PREFIX_OR_REC", help="the .rec file, or its prefix (PREFIX.rec)")
     parser.add_argument("--idx", help="the .idx to check against the .rec (default: the .idx beside it, if any)")
-    parser.add_argument("--label-width", type=int, help="number of labels every record must carry")
+    parser.add_argument("--label-width", type=flags.count(), help="number of labels every record must carry")
     parser.add_argument("--no-decode", action="store_true", help="skip decoding the images (framing and headers only)")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=flags.integer(min=0),
+        default=image.MAX_IMAGE_PIXELS,
+        help="a record whose image header claims more pixels is bad, as training skips it (0: no limit)",
+    )
     return parser.parse_args(argv)
 
 
@@ -59,24 +65,25 @@ def check_header(buf, where, label_width):
     return start, flag
 
 
-def decodes(buf, start):
-    """Return whether the payload of a packed record decodes as an image with OpenCV."""
+def why_not_decodes(buf, start, max_pixels):
+    """None if the payload of a packed record decodes as training decodes it, else the reason it does not."""
     try:
-        return cv2.imdecode(np.frombuffer(buf, np.uint8, offset=start), cv2.IMREAD_COLOR) is not None
-    except (cv2.error, ValueError):
-        return False
+        image.decode(buf[start:], 3, max_pixels=max_pixels)
+    except image.DecodeError as err:
+        return str(err)
+    return None
 
 
-def check_batch(pool, batch):
+def check_batch(pool, batch, max_pixels):
     """Decode a batch of (where, record, payload start) in parallel; raise for the first failure."""
-    results = pool.map(decodes, [b[1] for b in batch], [b[2] for b in batch])
-    for (where, buf, start), ok in zip(batch, results):
-        if not ok:
-            raise UserError(f"{where}: its {len(buf) - start} byte payload does not decode as an image")
+    results = pool.map(why_not_decodes, [b[1] for b in batch], [b[2] for b in batch], [max_pixels] * len(batch))
+    for (where, buf, start), reason in zip(batch, results):
+        if reason is not None:
+            raise UserError(f"{where}: its {len(buf) - start} byte payload does not decode as an image: {reason}")
 
 
-def scan(reader, label_width, decode):
-    """Check every record in file order; return (record offsets, multi-label count)."""
+def scan(reader, label_width, decode, max_pixels):
+    """Check every record in file order (decode: images too, up to max_pixels); return (offsets, multi-label count)."""
     offsets, multi, batch, pos = [], 0, [], 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         while pos < reader.size:
@@ -92,11 +99,11 @@ def scan(reader, label_width, decode):
             if decode:
                 batch.append((where, buf, start))
                 if len(batch) == _BATCH:
-                    check_batch(pool, batch)
+                    check_batch(pool, batch, max_pixels)
                     batch = []
             offsets.append(pos)
             pos = nxt
-        check_batch(pool, batch)
+        check_batch(pool, batch, max_pixels)
     return np.array(offsets, dtype=np.int64), multi
 
 
@@ -123,7 +130,7 @@ def main(argv=None):
     reader = RecordReader(rec)
     if idx is not None:  # the cheap check first, so a wrong .idx is reported before a long scan
         check_index(rec, read_index(idx)[1], idx)
-    offsets, multi = scan(reader, args.label_width, not args.no_decode)
+    offsets, multi = scan(reader, args.label_width, not args.no_decode, args.max_image_pixels)
     index = f", {idx}: {check_full_index(rec, idx, offsets)} entries OK" if idx is not None else ", no .idx"
     images = "not decoded" if args.no_decode else f"{len(offsets)} decoded"
     print(
