@@ -144,6 +144,8 @@ def local_workers(args):
     if getattr(args, "num_workers", 1) < 1:
         raise UserError(f"--num-workers {args.num_workers}: the number of worker processes must be at least 1")
     devices = [g for g in (args.gpus or "").split(",") if g.strip()]
+    if devices and not torch.cuda.is_available():  # said once, before any worker starts
+        raise UserError(f"--gpus {args.gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
     count = len(devices) or getattr(args, "num_workers", 1) or 1
     if devices and count > 1 and getattr(args, "num_workers", 1) not in (1, count):
         raise UserError(f"--num-workers {args.num_workers} with --gpus {args.gpus}: one worker runs per GPU")
