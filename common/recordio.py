@@ -4,11 +4,11 @@ The part format, the memory-mapped reader and the `.idx` file are in `common.rec
 this module adds MXNet's file classes, the image record header (IRHeader) and the start-up label scan.
 """
 
+import atexit
 import numbers
 import os
-import secrets
 import struct
-import warnings
+import weakref
 from collections import namedtuple
 
 import cv2
@@ -24,7 +24,7 @@ from common.recordio_framing import (
     read_index,
     scan_offsets,
 )
-from common.util import UserError, choice_error
+from common.util import UserError, choice_error, remove_stale_temps, temp_name
 
 __all__ = [
     "MAGIC",
@@ -44,6 +44,17 @@ __all__ = [
 ]
 
 _IR = struct.Struct("<IfQQ")  # IRHeader: flag, label, id, id2 (24 bytes, as MXNet's native 'IfQQ' on x86/ARM)
+
+
+# Open writers, closed (and so kept) at exit as MXNet's are when the interpreter collects them; a program that
+# never closes or deletes its writer still finds its file. A with block left through an exception discards.
+_WRITERS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_writers():
+    for writer in list(_WRITERS):
+        writer.__del__()
 
 
 class MXRecordIO:
@@ -67,13 +78,15 @@ class MXRecordIO:
         elif self.flag == "w":
             self._temps, self._owner = [], os.getpid()
             self._file = self._open_temp(self.uri, "wb")
+            _WRITERS.add(self)
         else:
             raise choice_error("RecordIO flag", self.flag, ["r", "w"])
         self.writable = self.flag == "w"
         self.is_open = True
 
     def _open_temp(self, final, mode):
-        tmp = f"{final}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        remove_stale_temps(final)  # a killed writer's temporaries of this output (never a live process's)
+        tmp = temp_name(final)
         try:
             f = open(tmp, mode)
         except OSError as err:
@@ -104,12 +117,11 @@ class MXRecordIO:
                 os.unlink(tmp)
 
     def __del__(self):
-        # only in the process that opened it: a forked child must not delete its parent's file
+        # MXNet's writers close (and so keep) their file when deleted or collected, and MXNet programs rely on it
+        # (`del writer`, then read the file). Only in the process that opened it: a forked child's copy must not
+        # finish its parent's file.
         if getattr(self, "is_open", False) and self.writable and self._owner == os.getpid():
-            warnings.warn(
-                f"RecordIO writer for {self.uri} was not closed; its output is discarded", RuntimeWarning, stacklevel=2
-            )
-            self._discard()
+            self.close()
 
     def __enter__(self):
         return self

@@ -273,11 +273,29 @@ def test_interrupted_writers_leave_no_file(tmp_path):
     with pytest.raises(RuntimeError), MXIndexedRecordIO(tmp_path / "e.idx", tmp_path / "e.rec", "w") as w:
         w.write_idx(0, b"partial")
         raise RuntimeError("interrupted")
-    w = MXRecordIO(tmp_path / "g.rec", "w")
-    w.write(b"partial")
-    with pytest.warns(RuntimeWarning, match="not closed"):
-        del w
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_deleted_writer_closes_and_keeps_its_file_as_mxnets(tmp_path):
+    # MXNet programs end a writer with `del writer` (or let it go out of scope) and then read the file
+    w = MXIndexedRecordIO(tmp_path / "g.idx", tmp_path / "g.rec", "w")
+    for i in range(3):
+        w.write_idx(i, f"record {i}".encode())
+    del w
+    assert sorted(os.listdir(tmp_path)) == ["g.idx", "g.rec"]
+    r = MXIndexedRecordIO(tmp_path / "g.idx", tmp_path / "g.rec", "r")
+    assert [r.read_idx(i) for i in range(3)] == [b"record 0", b"record 1", b"record 2"]
+
+
+def test_writer_never_closed_keeps_its_file_at_exit(tmp_path):
+    script = textwrap.dedent(f"""
+        from common.recordio import MXRecordIO
+        writer = MXRecordIO({str(tmp_path / "x.rec")!r}, "w")
+        writer.write(b"kept")
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=os.path.dirname(__file__) + "/..")
+    assert os.listdir(tmp_path) == ["x.rec"]
+    assert MXRecordIO(tmp_path / "x.rec", "r").read() == b"kept"
 
 
 def test_killed_writer_leaves_no_file(tmp_path):
