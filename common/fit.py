@@ -226,6 +226,16 @@ def _check_samples(values, epoch, kind, path, it, bad_before):
         )
 
 
+def _say_schedule_size(ctx, records):
+    """MXNet sized its rate schedule by --num-examples; here it follows the data: say so when the two disagree."""
+    given = ctx.args.num_examples
+    if records and given and abs(given - records) > 0.01 * records and not ctx.args.benchmark:
+        ctx.log(
+            f"--num-examples {given} differs from the {records} records of the training data by more than 1%; "
+            "the learning-rate schedule follows the data"
+        )
+
+
 def _log_skipped(ctx, epoch, first, parts):
     """One line per data (kind, iterator, undecodable count before the epoch) that skipped records this epoch."""
     for kind, it, before in parts:
@@ -263,6 +273,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
         data.test_io(args, train, log=logging.info)
         return None
     ctx = _setup(args, kv, device, network, train, batch=batch, pretrained=pretrained)
+    _say_schedule_size(ctx, getattr(train, "num", None))
     if begin:
         checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
     set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))

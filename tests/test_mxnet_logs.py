@@ -21,3 +21,11 @@ def test_batch_lines_and_rate_changes_are_mxnets(tmp_path, cli):
     assert sum("Update[51]: Change learning rate to 5.00000e-03" in ln for ln in lines) == 1
     records = [json.loads(ln) for ln in (tmp_path / "m-metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in records] == [0.05, 0.05 * 0.1]  # the rate each epoch trained at
+
+
+def test_num_examples_that_disagree_with_the_data_are_named(cli):
+    proc = cli(*MLP, "--num-epochs", "1", "--num-examples", "50000", "--batch-size", "500", check=0)
+    line = "--num-examples 50000 differs from the 4000 records of the training data by more than 1%; "
+    assert sum(line in ln for ln in proc.stderr.splitlines()) == 1
+    quiet = cli(*MLP, "--num-epochs", "1", "--num-examples", "4020", "--batch-size", "500", check=0)
+    assert "--num-examples 4020 differs" not in quiet.stderr  # within 1%
