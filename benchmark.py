@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import scaling  # noqa: E402
+from common import flags, scaling  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 
 
@@ -34,29 +34,36 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--networks", nargs="+", default=["native:resnet-50:32:224"], help="mode:network:batch:size")
     p.add_argument("--worker_file", help="hosts file for tools/launch.py (needed when --worker_count > 1)")
-    p.add_argument("--worker_count", type=int, default=1, help="hosts to scale to: 1, 2, 4, ... this many")
-    p.add_argument("--gpu_count", type=int, default=1, help="devices per host (CPU worker processes without CUDA)")
-    p.add_argument("--batches", type=int, default=30, help="batches per run (the first display window is warm-up)")
-    p.add_argument("--disp", type=int, default=5, help="batches per Speed line")
+    p.add_argument("--worker_count", type=flags.count(), default=1, help="hosts to scale to: 1, 2, 4, ... this many")
+    p.add_argument(
+        "--gpu_count", type=flags.count(), default=1, help="devices per host (CPU worker processes without CUDA)"
+    )
+    p.add_argument(
+        "--batches", type=flags.count(min=2), default=30, help="batches per run (the first display window is warm-up)"
+    )
+    p.add_argument("--disp", type=flags.count(), default=5, help="batches per Speed line")
     p.add_argument("--dtype", default="float32", help="--dtype of the runs: float32, float16 or bfloat16")
     p.add_argument("--launch-args", default="", help="extra tools/launch.py flags for the host runs, e.g. ssh ones")
     p.add_argument(
         "--output", default="benchmark", type=os.path.abspath, help="folder for the CSV, the PNG and the run logs"
     )
-    p.add_argument("--timeout", type=int, default=600, help="seconds allowed for one run")
+    p.add_argument("--timeout", type=flags.count(), default=600, help="seconds allowed for one run")
     p.add_argument("--simulate", action="store_true", help="also predict efficiency at 8-256 devices")
-    p.add_argument("--link-gbps", type=float, default=100.0, help="simulated link bandwidth in Gbit/s")
-    p.add_argument("--latency-us", type=float, default=10.0, help="simulated latency per ring hop in microseconds")
-    p.add_argument("--overlap", type=float, default=0.0, help="simulated share of all-reduce hidden by backward")
+    p.add_argument("--link-gbps", type=flags.number(above=0), default=100.0, help="simulated link bandwidth in Gbit/s")
+    p.add_argument(
+        "--latency-us", type=flags.number(min=0), default=10.0, help="simulated latency per ring hop in microseconds"
+    )
+    p.add_argument(
+        "--overlap",
+        type=flags.fraction(below=True),
+        default=0.0,
+        help="simulated share of all-reduce hidden by backward",
+    )
     args = p.parse_args(argv)
-    if args.worker_count < 1 or args.gpu_count < 1 or args.batches < 2 or args.disp < 1:
-        raise UserError("--worker_count and --gpu_count must be at least 1, --batches at least 2, --disp at least 1")
     if args.worker_count > 1 and not args.worker_file:
         raise UserError(f"--worker_count {args.worker_count} needs --worker_file, the hosts to run on")
     if args.worker_file and not os.path.isfile(args.worker_file):
         raise UserError(f"--worker_file {args.worker_file}: no such file")
-    if not 0 <= args.overlap < 1:
-        raise UserError(f"--overlap {args.overlap}: a share in [0, 1)")
     return args
 
 

@@ -39,9 +39,7 @@ def parse_args(argv=None):
     )
     ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
     ft.add_argument("--freeze-backbone", type=flags.switch(), default=0, help="1: train the new classifier only")
-    ft.add_argument(
-        "--pretrained-lr-mult", type=flags.number(min=0), default=1.0, help="learning-rate factor of pretrained layers"
-    )
+    ft.add_argument("--pretrained-lr-mult", type=float, default=1.0, help="learning-rate factor of pretrained layers")
     parser.set_defaults(
         image_shape=None, rgb_mean=None, rgb_std=None, num_epochs=30, lr=0.01, lr_step_epochs="20", wd=0, mom=0
     )

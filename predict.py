@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from common import dist, modelzoo
+from common import dist, flags, modelzoo
 from common.augment import DeviceTransform
 from common.image import decode
 from common.inference import read_synset, resolve_preprocess
@@ -81,14 +81,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="predict the classes of images")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=int, help="epoch of the checkpoint (default: the last saved)")
-    p.add_argument("--top-k", type=int, default=5, help="how many classes to show per image")
+    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument("--top-k", type=flags.count(), default=5, help="how many classes to show per image")
     p.add_argument("--synset", help="class names, one per line (default: saved with the model)")
-    p.add_argument("--json", help="also write the predictions to this JSON file ('-' for standard output)")
+    p.add_argument(
+        "--json",
+        type=flags.output_file(stdout=True),
+        help="also write the predictions to this JSON file ('-' for standard output)",
+    )
     p.add_argument("--image-shape", help="C,H,W fed to the network (default: saved with the model)")
     p.add_argument("--rgb-mean", help="mean rgb (default: saved with the model)")
     p.add_argument("--rgb-std", help="std rgb (default: saved with the model)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--batch-size", type=flags.count(), default=32, help="images per forward pass")
     p.add_argument("--gpus", type=str, default="", help="the gpu to use, e.g. 0; empty means the CPU")
     args = p.parse_args(argv)
     files = list_images(args.images)

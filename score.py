@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from common import data, dist, figures, modelzoo, networks
+from common import data, dist, figures, flags, modelzoo, networks
 from common.augment import DeviceTransform
 from common.inference import (
     DTYPES,
@@ -32,23 +32,29 @@ def add_score_args(parser):
     """MXNet's score.py flags plus the report and quantization ones."""
     p = parser
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=int, help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
     p.add_argument("--data-val", required=True, help="the validation data: .rec file(s) or class folders")
     p.add_argument("--data-val-idx", default="", help="the index of the validation data")
     p.add_argument("--image-shape", help="C,H,W fed to the network (default: saved with the model)")
     p.add_argument("--rgb-mean", help="a tuple of size 3 for the mean rgb (default: saved with the model)")
     p.add_argument("--rgb-std", help="a tuple of size 3 for the std rgb (default: saved with the model)")
-    p.add_argument("--batch-size", type=int, default=64, help="the batch size")
-    p.add_argument("--data-nthreads", type=int, default=4, help="number of threads for data decoding")
-    p.add_argument("--max-num-examples", type=int, help="stop after this many images")
+    p.add_argument("--batch-size", type=flags.count(), default=64, help="the batch size")
+    p.add_argument("--data-nthreads", type=flags.integer(min=0), default=4, help="number of threads for data decoding")
+    p.add_argument("--max-num-examples", type=flags.count(), help="stop after this many images")
     p.add_argument("--gpus", type=str, default="", help="the gpu to use, e.g. 0; empty means the CPU")
     p.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 (autocast) or int8 (CPU)")
     p.add_argument("--synset", help="class names, one per line (default: saved with the model)")
-    p.add_argument("--report-json", help="write the full report (per-class figures, confusion matrix) here")
-    p.add_argument("--confusion-png", help="draw the confusion matrix into this PNG")
+    p.add_argument(
+        "--report-json",
+        type=flags.output_file(),
+        help="write the full report (per-class figures, confusion matrix) here",
+    )
+    p.add_argument("--confusion-png", type=flags.output_file(), help="draw the confusion matrix into this PNG")
     p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument("--calib-batches", type=int, default=4, help="int8: number of calibration batches")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for the network (0: torch's default)")
+    p.add_argument("--calib-batches", type=flags.count(), default=4, help="int8: number of calibration batches")
+    p.add_argument(
+        "--threads", type=flags.integer(min=0), default=0, help="CPU threads for the network (0: torch's default)"
+    )
     return p
 
 

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import augment, data, dist, fit, networks  # noqa: E402
+from common import augment, data, dist, fit, flags, networks  # noqa: E402
 from common.util import main_guard  # noqa: E402
 from data import cifar10  # noqa: E402
 
@@ -34,7 +34,7 @@ def parse_args(argv=None):
         lr=0.05,
         lr_step_epochs="200,250",
     )
-    return parser.parse_args(argv)
+    return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
 
 
 @main_guard

@@ -19,7 +19,7 @@ import torch
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import checkpoint, inference, modelzoo, mximport  # noqa: E402
+from common import checkpoint, flags, inference, modelzoo, mximport  # noqa: E402
 from common.augment import DeviceTransform  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 
@@ -71,10 +71,10 @@ def main(argv=None):
     """Convert, reload, and compare on a sample when one is given."""
     p = argparse.ArgumentParser(description="convert an MXNet checkpoint to the suite's format")
     p.add_argument("--prefix", required=True, help="the MXNet checkpoint prefix")
-    p.add_argument("--epoch", type=int, help="its epoch (default: the last saved)")
+    p.add_argument("--epoch", type=flags.integer(min=0), help="its epoch (default: the last saved)")
     p.add_argument("--output", required=True, help="prefix of the converted checkpoint")
     p.add_argument("--data-val", help="a .rec or folder to compare the two on")
-    p.add_argument("--num-examples", type=int, default=64, help="how many images of --data-val to compare")
+    p.add_argument("--num-examples", type=flags.count(), default=64, help="how many images of --data-val to compare")
     p.add_argument("--mxnet-python", help="a Python interpreter with mxnet, to compare against MXNet itself")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")

@@ -23,7 +23,7 @@ import torch
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import inference, modelzoo, networks  # noqa: E402
+from common import flags, inference, modelzoo, networks  # noqa: E402
 from common.augment import DeviceTransform  # noqa: E402
 from common.util import UserError, atomic_path, choice_error, main_guard  # noqa: E402
 
@@ -110,13 +110,13 @@ def parse_args(argv):
     """The flags: what to export, how, and the data for the checks and calibration."""
     p = argparse.ArgumentParser(description="export a model to ONNX, torch.export or int8")
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=int, help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
     p.add_argument("--format", default="onnx", help="onnx, torch-export or int8")
-    p.add_argument("--output", required=True, help="the file to write (.onnx, .pt2, .pt)")
+    p.add_argument("--output", required=True, type=flags.output_file(), help="the file to write (.onnx, .pt2, .pt)")
     p.add_argument("--data-val", help="a .rec or folder whose first batch checks the export")
     p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument("--calib-batches", type=int, default=4, help="int8: number of calibration batches")
-    p.add_argument("--batch-size", type=int, default=8, help="batch size of the sample and calibration")
+    p.add_argument("--calib-batches", type=flags.count(), default=4, help="int8: number of calibration batches")
+    p.add_argument("--batch-size", type=flags.count(), default=8, help="batch size of the sample and calibration")
     p.add_argument("--image-shape", help="C,H,W (default: saved with the model)")
     p.add_argument("--rgb-mean", help="mean rgb (default: saved with the model)")
     p.add_argument("--rgb-std", help="std rgb (default: saved with the model)")
