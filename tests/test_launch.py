@@ -5,7 +5,9 @@ loopback. Workers are small scripts written here: a torch one that joins with co
 and a plain one that sleeps (fast to start) for the failure and Ctrl-C tests.
 """
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -59,12 +61,27 @@ if rank == int(os.environ.get("FAIL_RANK", -1)):
 time.sleep(120)
 """
 
+TICKER = """
+import os, subprocess, sys, time
+# a worker that goes on writing (as training writes checkpoints), and a helper of its own that does too
+who = sys.argv[1] if len(sys.argv) > 1 else os.environ["RANK"]
+if who == os.environ["RANK"]:
+    subprocess.Popen([sys.executable, __file__, "h" + who])
+open(f"pid.{who}", "w").write(str(os.getpid()))
+n = 0
+while True:
+    n += 1
+    open(f"tick.{who}", "w").write(str(n))
+    time.sleep(0.2)
+"""
+
 
 @pytest.fixture
 def work(tmp_path):
-    """A working folder holding both worker scripts."""
+    """A working folder holding the worker scripts."""
     (tmp_path / "worker.py").write_text(TORCH_WORKER.format(repo=str(REPO)))
     (tmp_path / "sleeper.py").write_text(SLEEPER)
+    (tmp_path / "ticker.py").write_text(TICKER)
     return tmp_path
 
 
@@ -82,11 +99,18 @@ def launch(work, *args, env=None, timeout=120):
     return proc, time.monotonic() - start
 
 
+def default_sigint():
+    """In the child before exec: SIGINT as a terminal gives it, even to a pytest started with it ignored (a
+    background job of a script inherits SIGINT ignored, and launch.py keeps an inherited ignore)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_launch(work, *args, env=None):
-    """Start launch.py in the background."""
+    """Start launch.py in the background, with a default SIGINT however pytest was started."""
     cmd = [sys.executable, LAUNCH, *map(str, args)]
     env = dict(os.environ, **(env or {}))
-    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.Popen(cmd, cwd=work, text=True, env=env, preexec_fn=default_sigint, **pipes)
 
 
 def wait_for_pids(work, ranks, proc, timeout=60):
@@ -116,6 +140,27 @@ def leftovers(token, wait=5.0):
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def guard_pids(token):
+    """{host index: pid} of the live node guards (tools/launch_node.py) whose job mentions token."""
+    guards = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[1:2] == ["-c"] and "node_guard(" in argv[2] and token in argv[2]:  # not ssh's command line
+            guards[int(re.search(r'"GROUP_RANK": "(\d+)"', argv[2])[1])] = int(pid)
+    return guards
+
+
+def assert_stopped_for_good(work, token, names):
+    """No process of token is left, and the files the workers and helpers kept writing stay as they are."""
+    assert leftovers(token) == []
+    ticks = {name: (work / f"tick.{name}").read_text() for name in names}
+    time.sleep(1.0)
+    assert {name: (work / f"tick.{name}").read_text() for name in names} == ticks
 
 
 # ---- local launcher ----
@@ -157,6 +202,19 @@ def test_local_signal_to_launcher_leaves_nothing(work, sig, status):
     assert leftovers(script) == [], pids
 
 
+def test_local_killed_guard_takes_its_workers_with_it(work):
+    """kill -9 of the node guard: its workers and their helpers stop writing at once; the error names host, ranks."""
+    script = str(work / "ticker.py")
+    proc = start_launch(work, "--launcher", "local", "-n", "2", "python", script)
+    wait_for_pids(work, ["0", "1", "h0", "h1"], proc)
+    os.kill(guard_pids(script)[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out + err
+    expected = "host localhost failed (its guard was killed by SIGKILL); its workers (rank 0, 1) were stopped with it"
+    assert err.strip().splitlines()[-1] == f"launch.py: error: {expected}"
+    assert_stopped_for_good(work, script, ["0", "1", "h0", "h1"])
+
+
 def test_rendezvous_timeout_names_missing_rank(work):
     proc, _ = launch(
         work, "--launcher", "local", "-n", "2", "--timeout", "2", "python", "worker.py", env={"NEVER_JOIN": "1"}
@@ -182,6 +240,10 @@ def hostfile(tmp_path, text):
         ("a\nb slots=x\n", [], "hosts:2: bad field 'slots=x'"),
         ("a\nu@@b\n", [], "hosts:2: bad host 'u@@b'"),
         ("a\nb\na\n", [], "hosts:3: host a is already on line 1"),
+        ("a\n-oProxyCommand=touch@b\n", [], "hosts:2: bad user name '-oProxyCommand=touch' (starts with '-')"),
+        ("-oProxyCommand=touch\n", [], "hosts:1: bad host name '-oProxyCommand=touch' (starts with '-')"),
+        ("a\nu;id@b\n", [], "hosts:2: bad user name 'u;id' (holds a character ssh does not allow in one)"),
+        ("a\nu@b$(id)\n", [], "hosts:2: bad host name 'b$(id)' (holds a character ssh does not allow in one)"),
         ("a\nb slots=4\n", ["-n", "3"], "-n 3 asks for more worker hosts than the 2"),
         ("a\n", ["--launcher", "pbs"], "unknown --launcher 'pbs'; valid values: ssh, local, mpi, slurm"),
         ("a\n", ["--env", "1X:2"], "--env '1X:2': expected NAME:VALUE or NAME"),
@@ -265,6 +327,40 @@ def test_scheduler_launchers_hand_over_to_their_command(tmp_path, args, env, cal
     assert proc.stdout.splitlines() == [called, seen]
 
 
+FAKE_SSH = """#!{python}
+import json, os, subprocess, sys
+# stands in for ssh: records its arguments, answers `ssh -G` with this machine, runs the remote command here
+args = sys.argv[1:]
+with open(os.environ["FAKE_SSH_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if "--" not in args:
+    sys.exit("fake ssh: no -- before the destination")
+if "-G" in args[: args.index("--")]:
+    print("hostname 127.0.0.1")
+    sys.exit(0)
+sys.exit(subprocess.call(["sh", "-c", args[args.index("--") + 2]]))
+"""
+
+
+def test_every_ssh_command_ends_its_options_before_the_destination(tmp_path):
+    """Each ssh the launcher runs (probes, port check, -G, guards) has "--" just before user@host."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH.format(python=sys.executable))
+    (bin_dir / "ssh").chmod(0o755)
+    log = tmp_path / "ssh.log"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SSH_LOG": str(log)}
+    hosts = hostfile(tmp_path, "me@h1\nme@h2\n")
+    code = "import os; print('rank', os.environ['RANK'])"
+    proc, _ = launch(tmp_path, "-n", "2", "-H", hosts, "--ssh-port", "2222", sys.executable, "-c", code, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[h2 rank 1] rank 1" in proc.stdout
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(calls) >= 6 and any("-G" in c for c in calls)  # 2 probes, port holder and check, -G, 2 guards
+    for call in calls:
+        assert "--" in call and call[call.index("--") + 1] in ("me@h1", "me@h2"), call
+
+
 def test_every_launcher_in_the_table_fills_in_the_interface():
     """Each --launcher value is a Launcher with its own preflight, and a way to start guards or a scheduler."""
     assert list(LAUNCHERS) == ["ssh", "local", "mpi", "slurm"]
@@ -316,6 +412,20 @@ def test_ssh_trains_then_killed_worker_stops_job_and_names_host(work, hosts):
     assert "[127.0.0.2 rank 0] sum=3 rank=0 world=2 group=0" in out
     assert "[127.0.0.3 rank 1] sum=3 rank=1 world=2 group=1" in out
     assert leftovers(script) == []
+
+
+def test_ssh_killed_guard_takes_its_workers_with_it(work, hosts):
+    """kill -9 of one host's guard over ssh: its workers and helpers stop, and the error names that host."""
+    path = hosts.write_hostfile(work / "hosts")
+    script = str(work / "ticker.py")
+    proc = start_launch(work, "-n", "2", "-H", path, *hosts.launch_args(), "python", script)
+    wait_for_pids(work, ["0", "1", "h0", "h1"], proc)
+    os.kill(guard_pids(script)[1], signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("launch.py: error: host 127.0.0.3 failed (") and "its workers (rank 1) were" in last, err
+    assert_stopped_for_good(work, script, ["0", "1", "h0", "h1"])
 
 
 def test_ssh_ctrl_c_leaves_nothing(work, hosts):

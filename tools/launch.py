@@ -15,7 +15,8 @@ group; rank 0 hosts the rendezvous store (a torch TCPStore) on the first host.
 Why not torchrun on each host: torchrun starts every worker in its own session, so its workers outlive a
 dropped ssh connection or a killed agent. Here a small guard (tools/launch_node.py, sent with the ssh command)
 owns each host's workers: it prefixes their lines with the rank, stops them all when one fails, and kills
-them when its stdin closes (launcher gone or connection lost), so no process is left behind on any host.
+them when its stdin closes (launcher gone or connection lost); a killed guard takes its workers with it (see
+node_guard). So no process is left behind on any host.
 
 --max-restarts N: when a worker fails, every worker is stopped and the whole job started again (at most N
 times; a worker's user error, exit status 2, is not retried). Workers see MXTORCH_RESTART_COUNT; a training
@@ -41,7 +42,12 @@ from tools.launchers import LAUNCHERS, make_launcher  # noqa: E402
 
 def parse_args(argv):
     """The command line (MXNet's names; -s is accepted and ignored)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="As Unix programs do, a SIGINT or SIGHUP ignored when launch.py starts (a background job of a script, "
+        "nohup) stays ignored;\nSIGTERM always stops every worker.",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument(
         "-n",
         "--num-workers",
@@ -77,7 +83,8 @@ def main(argv=None):
     """Check the hosts, start the workers, relay their output, and stop everything when one fails."""
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop the workers in order, as for Ctrl-C
-        signal.signal(sig, signal.default_int_handler)
+        if sig == signal.SIGTERM or signal.getsignal(sig) != signal.SIG_IGN:  # nohup's ignore stays (see --help)
+            signal.signal(sig, signal.default_int_handler)
     if not args.command:
         raise UserError("no command given; usage: launch.py -n N -H hosts COMMAND ...")
     if args.num_workers < 1:

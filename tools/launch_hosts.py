@@ -24,7 +24,24 @@ class Host:
         return f"{self.user}@{self.name}" if self.user else self.name
 
 
-HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<name>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d+))?$")
+HOST_RE = re.compile(r"^(?:(?P<user>[^@\s]*)@)?(?P<name>\[[^\]\s]*\]|[^@\s:\[\]]*)(?::(?P<port>\d+))?$")
+# what ssh takes as a user or host name; nothing that starts with "-" (it would be read as an ssh option)
+FIELDS = {
+    "user": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\$?"),
+    "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*|\[[0-9A-Fa-f:.]+\]"),
+}
+
+
+def check_fields(where, m):
+    """Refuse a user or host name that ssh would not take (or would read as an option); name the line."""
+    for field, pattern in FIELDS.items():
+        value = m[field if field == "user" else "name"]
+        if value is not None and not pattern.fullmatch(value):
+            why = "starts with '-'" if value.startswith("-") else "holds a character ssh does not allow in one"
+            why = why if value else "is empty"
+            raise UserError(
+                f"{where}: bad {field} name {value!r} ({why}); use letters, digits, '_', '.' and '-', not first"
+            )
 
 
 def read_hosts(path):
@@ -38,6 +55,7 @@ def read_hosts(path):
         m = HOST_RE.match(words[0])
         if not m:
             raise UserError(f"{path}:{num}: bad host {words[0]!r}; expected [user@]host[:port] [slots=N]")
+        check_fields(f"{path}:{num}", m)
         slots = None
         for word in words[1:]:
             key, _, value = word.partition("=")

@@ -27,8 +27,9 @@ class Place(NamedTuple):
 class Job:
     """The running guards (one per host): relays their lines, notices failures, stops them all."""
 
-    def __init__(self, nodes):
+    def __init__(self, nodes, ranks):
         self.nodes = nodes  # [(host label, Popen of ssh or of a local guard)]
+        self.ranks = ranks  # host label -> the ranks its guard runs
         self.failures, self.lost, self.lock, self.threads, self.last = [], [], threading.Lock(), [], {}
         self.culprit_code = None
         for label, proc in nodes:
@@ -55,7 +56,7 @@ class Job:
     def wait(self):
         """Wait until all guards end or one fails; then stop the rest. Return an error line or None."""
         first = None
-        while any(p.poll() is None for _, p in self.nodes):
+        while None in [p.poll() for _, p in self.nodes]:  # poll every guard: one may be gone while others run
             if first is None:
                 self.lost = [(label, p.returncode) for label, p in self.nodes if p.returncode]
                 first = time.monotonic() if self.failures or self.lost else None
@@ -99,7 +100,9 @@ class Job:
         if self.lost:
             label, code = self.lost[0]
             why = "lost the ssh connection" if code == 255 else f"exit status {code}"
-            return f"host {label} failed ({why})"
+            why = f"its guard was killed by {signal.Signals(-code).name}" if code < 0 else why
+            ranks = ", ".join(map(str, self.ranks[label]))
+            return f"host {label} failed ({why}); its workers (rank {ranks}) were stopped with it"
         return None
 
 
@@ -125,7 +128,7 @@ def worker_env(args, env_vars, hosts, place):
 
 def start_guards(args, env_vars, hosts, place, guard_argv):
     """Start one guard per host, run as guard_argv(host, argv) says (over ssh or here); return the Job."""
-    env, base, nodes = worker_env(args, env_vars, hosts, place), 0, []
+    env, base, nodes, ranks = worker_env(args, env_vars, hosts, place), 0, [], {}
     for i, (host, n) in enumerate(zip(hosts, place.slots)):
         spec = {
             "cmd": args.command,
@@ -135,11 +138,12 @@ def start_guards(args, env_vars, hosts, place, guard_argv):
             "env": dict(env, GROUP_RANK=str(i), LOCAL_WORLD_SIZE=str(n)),
         }
         base += n
+        ranks[host.name] = spec["ranks"]
         argv, cwd = guard_argv(host, [sys.executable, "-c", python_code(node_guard, spec)])
         # a session of its own: Ctrl-C reaches only the launcher, which forwards it in order
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         nodes.append((host.name, subprocess.Popen(argv, cwd=cwd, start_new_session=True, **pipes)))
-    return Job(nodes)
+    return Job(nodes, ranks)
 
 
 def run_job(args, launcher):

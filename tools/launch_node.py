@@ -25,6 +25,7 @@ PROBE_TIMEOUT_S = 9  # an unreachable host or refused login is named within 10 s
 # host (inspect.getsource), so every helper they use has to live inside them.
 def node_guard(spec):
     """Run one host's workers (sent to the host as source): prefixed output, stop all on failure or stdin EOF."""
+    import ctypes
     import os
     import signal
     import subprocess
@@ -33,6 +34,38 @@ def node_guard(spec):
     import time
 
     lock, stop = threading.Lock(), {"sig": None, "at": None}
+    guard_pid, prctl = os.getpid(), getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    # The workers must die with this guard, even when it is killed with SIGKILL (no handler runs then): each
+    # worker asks the kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), and a reaper process
+    # holds the read end of a pipe only this guard writes to: EOF without "done" means the guard is gone, and
+    # the reaper kills every worker's group, the helpers a worker started included.
+    reaper_code = (
+        "import os, signal, sys\n"
+        "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\n"
+        "groups = []\n"
+        "for line in sys.stdin:\n"
+        "    if line.strip() == 'done':\n        sys.exit(0)\n"
+        "    groups.append(int(line))\n"
+        "for g in groups:\n"
+        "    try:\n        os.killpg(g, signal.SIGKILL)\n    except OSError:\n        pass\n"
+    )
+    reaper = subprocess.Popen(
+        [sys.executable, "-c", reaper_code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+
+    def tell_reaper(word):
+        try:
+            reaper.stdin.write(f"{word}\n".encode())
+            reaper.stdin.flush()
+        except OSError:
+            pass
+
+    def own_group():  # in each worker, between fork and exec
+        os.setpgrp()
+        if prctl is not None:
+            prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != guard_pid:  # the guard died before prctl took hold
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def emit(tag, text):
         with lock:
@@ -74,13 +107,14 @@ def node_guard(spec):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                preexec_fn=os.setpgrp,
+                preexec_fn=own_group,
             )
         except OSError as err:
             emit("-", f"cannot start {spec['cmd'][0]}: {err}".encode())
             emit("!", f"{rank}\t127".encode())
             request_stop(signal.SIGTERM)
             break
+        tell_reaper(procs[rank].pid)
         pumps.append(threading.Thread(target=pump, args=(rank, procs[rank].stdout), daemon=True))
         pumps[-1].start()
     threading.Thread(target=watch_stdin, daemon=True).start()
@@ -100,6 +134,7 @@ def node_guard(spec):
         time.sleep(0.05)
     check()
     signal_all(signal.SIGKILL)  # helpers a worker left behind in its group
+    tell_reaper("done")
     for t in pumps:
         t.join(timeout=2)
     sys.stdout.flush()
@@ -174,9 +209,9 @@ class Ssh:
         self.port = args.ssh_port
 
     def argv(self, host, remote):
-        """ssh ARGS host REMOTE, where REMOTE is a command line for the remote shell."""
+        """ssh ARGS -- host REMOTE, where REMOTE is a command line for the remote shell ("--": host is no option)."""
         port = host.port or self.port
-        return ["ssh", *self.opts, *(["-p", str(port)] if port else []), host.target, remote]
+        return ["ssh", *self.opts, *(["-p", str(port)] if port else []), "--", host.target, remote]
 
     def run(self, host, words, timeout=PROBE_TIMEOUT_S):
         """Run words on host; return stdout, or raise a UserError naming the host."""
@@ -243,7 +278,7 @@ def probe_hosts(args, ssh, hosts, spec, here):
     if args.interface:
         master = infos[0]["addr"]
     else:  # the name ssh itself resolves (a ~/.ssh/config alias maps to its HostName)
-        conf = subprocess.run(["ssh", "-G", hosts[0].target], capture_output=True, text=True).stdout
+        conf = subprocess.run(["ssh", "-G", "--", hosts[0].target], capture_output=True, text=True).stdout
         master = next((ln.split()[1] for ln in conf.splitlines() if ln.startswith("hostname ")), hosts[0].name)
     return master, infos
 
@@ -282,6 +317,8 @@ def sync_dir(ssh, hosts, dst):
         ssh.run(host, ["mkdir", "-p", dst])
         port = host.port or ssh.port
         rsh = shlex.join(["ssh", *ssh.opts, *(["-p", str(port)] if port else [])])
-        proc = subprocess.run(["rsync", "-a", "-e", rsh, "./", f"{host.target}:{dst}/"], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["rsync", "-a", "-e", rsh, "--", "./", f"{host.target}:{dst}/"], capture_output=True, text=True
+        )
         if proc.returncode:
             raise UserError(f"host {host.name}: rsync to {dst} failed: {proc.stderr.strip().splitlines()[-1:]}")
