@@ -25,8 +25,12 @@ from common.util import UserError, main_guard, parse_shape  # noqa: E402
 
 def parse_args(argv=None):
     """MXNet's fine-tune flags and defaults, with the fit and data groups."""
+    # conflict_handler: the Fine-tune group's --load-epoch (MXNet's meaning here: the pretrained model's epoch)
+    # replaces the Training group's (resume); a fine-tune run starts from the pretrained model, as in MXNet
     parser = argparse.ArgumentParser(
-        description="fine-tune a pretrained model", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description="fine-tune a pretrained model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        conflict_handler="resolve",
     )
     fit.add_fit_args(parser)
     data.add_data_args(parser)
@@ -35,13 +39,27 @@ def parse_args(argv=None):
     ft = parser.add_argument_group("Fine-tune", "the pretrained model")
     ft.add_argument("--pretrained-model", required=True, help="checkpoint prefix (ours or MXNet's) or a zoo name")
     ft.add_argument(
-        "--pretrained-epoch", type=flags.integer(min=0), help="epoch of the pretrained checkpoint (default: the last)"
+        "--load-epoch",
+        "--pretrained-epoch",
+        dest="pretrained_epoch",
+        type=flags.integer(min=0),
+        help="epoch of the pretrained checkpoint (MXNet's fine-tune.py --load-epoch; default: the last)",
     )
     ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
     ft.add_argument("--freeze-backbone", type=flags.switch(), default=0, help="1: train the new classifier only")
-    ft.add_argument("--pretrained-lr-mult", type=float, default=1.0, help="learning-rate factor of pretrained layers")
+    ft.add_argument(
+        "--pretrained-lr-mult", type=flags.number(min=0), default=1.0, help="learning-rate factor of pretrained layers"
+    )
     parser.set_defaults(
-        image_shape=None, rgb_mean=None, rgb_std=None, num_epochs=30, lr=0.01, lr_step_epochs="20", wd=0, mom=0
+        load_epoch=None,  # no resume: see conflict_handler
+        image_shape=None,
+        rgb_mean=None,
+        rgb_std=None,
+        num_epochs=30,
+        lr=0.01,
+        lr_step_epochs="20",
+        wd=0,
+        mom=0,
     )
     return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
 
@@ -81,8 +99,6 @@ def prepare(args):
 
 def tune_backbone(model, head, freeze, lr_mult):
     """Freeze the pretrained layers, or give them lr_mult times the learning rate (optim.param_groups reads it)."""
-    if lr_mult < 0:
-        raise UserError(f"--pretrained-lr-mult {lr_mult:g}: give a factor >= 0 (0 keeps the pretrained weights)")
     for name, p in model.named_parameters():
         if name.startswith(head + "."):
             continue

@@ -3,8 +3,9 @@
 download_model(name)       torchvision's weights file, sha256-prefix checked, cached under TORCH_HOME
 zoo_model(name)            a torchvision network with its weights and its evaluation preprocessing
 load_checkpoint(prefix, e) one of the suite's checkpoints, rebuilt from PREFIX-symbol.json (networks.rebuild)
-load_model(spec, epoch)    a suite checkpoint, an MXNet checkpoint (common/mximport.py) or a zoo name, with its
-                           evaluation preprocessing and class names
+load_model(spec, epoch)    a suite checkpoint, an MXNet checkpoint (common/mximport.py), one of MXNet's model-zoo
+                           names (common/mxzoo.py) or a torchvision zoo name, with its evaluation preprocessing and
+                           class names
 """
 
 import os
@@ -14,7 +15,7 @@ import urllib.parse
 
 import torch
 
-from common import checkpoint, download
+from common import checkpoint, download, mxzoo
 from common.mximport import import_mxnet, load_mxnet_checkpoint  # noqa: F401 - modelzoo.load_mxnet_checkpoint: MXNet's example name
 from common.networks import rebuild, zoo_names
 from common.util import UserError
@@ -120,9 +121,11 @@ def load_model(spec, epoch=None, flag="--model"):
         if str(doc.get("format", "")).startswith("mxtorch"):
             return load_checkpoint(spec, epoch)
         raise UserError(f"{sym_path} is neither an MXNet symbol nor one of this suite's checkpoints")
+    if spec in mxzoo.MODELS:  # MXNet's model-zoo names (imagenet1k-resnet-50, ...)
+        return mxzoo.load(spec, cache_dir())
     if any(_key(n) == _key(spec) for n in zoo_names()):
         return zoo_model(spec)
     raise UserError(
         f"{flag} {spec}: no checkpoint {sym_path} and no pretrained model of that name; "
-        f"pretrained names: {', '.join(zoo_names())}"
+        f"pretrained names: {', '.join([*mxzoo.MODELS, *zoo_names()])}"
     )
