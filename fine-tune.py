@@ -61,7 +61,7 @@ def parse_args(argv=None):
         wd=0,
         mom=0,
     )
-    return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
+    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
 
 
 def prepare(args):

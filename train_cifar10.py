@@ -34,7 +34,7 @@ def parse_args(argv=None):
         lr=0.05,
         lr_step_epochs="200,250",
     )
-    return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
+    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
 
 
 @main_guard

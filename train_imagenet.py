@@ -30,7 +30,7 @@ def parse_args(argv=None):
         lr_step_epochs="30,60",
         dtype="float32",
     )
-    return flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
+    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
 
 
 @main_guard

@@ -10,6 +10,7 @@ Colour jitter, PCA lighting noise and rotate/shear run on whole uint8 batches af
 
 import dataclasses
 import math
+import sys
 
 import cv2
 import numpy as np
@@ -57,6 +58,13 @@ class Augmentation:
     contrast: float = _flag(0, "contrast jittering, in [0, 1]", flags.fraction())
     saturation: float = _flag(0, "saturation jittering, in [0, 1]", flags.fraction())
     pca_noise: float = _flag(0, "pca noise, in [0, 1]", flags.fraction())
+    min_crop_size: int = _flag(
+        -1, "crop a random square of side in [min, max] crop size, then resize it (-1: off)", flags.integer(min=-1)
+    )
+    max_crop_size: int = _flag(-1, "see --min-crop-size", flags.integer(min=-1))
+    use_imagenet_data_augmentation: int = _flag(
+        0, "1: the ImageNet preset (random-resized crop, colour, PCA noise) for every flag not given", flags.switch()
+    )
     pad_size: int = _flag(0, "padding the input image", group=False)
     fill_value: int = _flag(127, "the value for padding and borders", group=False)
     rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
@@ -96,11 +104,31 @@ def set_data_aug_level(aug, level):
         aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
 
 
+def parse_args(parser, argv=None):
+    """parser.parse_args; with --use-imagenet-data-augmentation 1, the ImageNet preset fills every flag not given.
+
+    MXNet 1.9.1's train_imagenet.py set the preset's defaults after parsing, so they never applied; here they do,
+    and one line on stderr says so.
+    """
+    args = parser.parse_args(argv)
+    if getattr(args, "use_imagenet_data_augmentation", 0):
+        set_imagenet_aug(parser)
+        args = parser.parse_args(argv)
+        print(
+            f"{parser.prog}: --use-imagenet-data-augmentation 1: the ImageNet preset (random-resized crop, mirror, "
+            "colour, PCA noise, ImageNet std) applies to every augmentation flag not given (MXNet 1.9.1 meant to "
+            "and did not)",
+            file=sys.stderr,
+        )
+    return args
+
+
 def set_imagenet_aug(aug):
     """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
     aug.set_defaults(
         rgb_mean="123.68,116.779,103.939",
         rgb_std="58.393,57.12,57.375",
+        random_crop=0,
         random_resized_crop=1,
         random_mirror=1,
         min_random_area=0.08,
@@ -127,6 +155,9 @@ class Geometry:
         self.fill = a.fill_value
         self.max_pixels = a.max_image_pixels
         self.area = (a.min_random_area, a.max_random_area)
+        self.crop_size = (
+            (a.min_crop_size, a.max_crop_size) if train and (a.min_crop_size, a.max_crop_size) != (-1, -1) else None
+        )
         # MXNet draws scale and aspect ratio as min + u * (max - min): a reversed pair is the same range
         self.scale = tuple(sorted((a.min_random_scale, a.max_random_scale))) if train else (1, 1)
         hi, lo = a.max_random_aspect_ratio or 0, a.min_random_aspect_ratio
@@ -139,6 +170,11 @@ class Geometry:
         """UserError for ranges no image can be augmented with (MXNet aborted on a reversed area range)."""
         if not self.train:
             return
+        if self.crop_size is not None and not 0 < self.crop_size[0] <= self.crop_size[1]:
+            raise UserError(
+                f"--min-crop-size {self.crop_size[0]} / --max-crop-size {self.crop_size[1]}: give both, "
+                "0 < min <= max (pixels), or neither"
+            )
         if not 0 < self.area[0] <= self.area[1] <= 1:
             raise UserError(
                 f"--min-random-area {self.area[0]:g} / --max-random-area {self.area[1]:g}: "
@@ -220,16 +256,23 @@ class Geometry:
             img = cv2.copyMakeBorder(
                 img, self.pad, self.pad, self.pad, self.pad, cv2.BORDER_CONSTANT, value=(self.fill,) * 3
             )
-            h, w = img.shape[:2]
-        if h < self.height or w < self.width:  # smaller than the crop: scale up to fit (MXNet aborted here)
-            k = max(self.height / h, self.width / w)
-            w, h = max(self.width, int(np.ceil(w * k))), max(self.height, int(np.ceil(h * k)))
+        if self.crop_size is not None:  # MXNet's min/max_crop_size: a random square, resized by load() afterwards
+            side = int(rng.integers(self.crop_size[0], self.crop_size[1] + 1))
+            return self._crop(img, side, side, rng)
+        return self._crop(img, self.height, self.width, rng)
+
+    def _crop(self, img, ch, cw, rng):
+        """A ch x cw window of img, random with --random-crop, else centred; an image smaller is scaled up first."""
+        h, w = img.shape[:2]
+        if h < ch or w < cw:  # smaller than the crop: scale up to fit (MXNet aborted here)
+            k = max(ch / h, cw / w)
+            w, h = max(cw, int(np.ceil(w * k))), max(ch, int(np.ceil(h * k)))
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
         if self.random_crop:
-            y, x = int(rng.integers(0, h - self.height + 1)), int(rng.integers(0, w - self.width + 1))
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         else:
-            y, x = (h - self.height) // 2, (w - self.width) // 2
-        return img[y : y + self.height, x : x + self.width]
+            y, x = (h - ch) // 2, (w - cw) // 2
+        return img[y : y + ch, x : x + cw]
 
 
 class DeviceTransform:

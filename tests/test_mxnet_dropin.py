@@ -26,3 +26,38 @@ def test_gpus_without_cuda_is_one_line_before_any_worker(cli):
     assert errors == [
         "train_mnist.py: error: --gpus 0,1: no CUDA GPU is available here; pass --gpus '' to train on the CPU"
     ]
+
+
+def test_use_imagenet_data_augmentation_applies_the_preset(cli, tmp_path):
+    from tests.test_data import random_images, write_rec
+
+    rec = write_rec(tmp_path / "d", random_images(4, 64, 64), [0, 1, 0, 1])
+    flags = ("--data-train", rec, "--test-io", "1", "--batch-size", "2", "--image-shape", "3,32,32", "--gpus", "")
+    proc = cli("train_imagenet.py", *flags, "--use-imagenet-data-augmentation", "1", "--brightness", "0.1", check=0)
+    assert "--use-imagenet-data-augmentation 1: the ImageNet preset" in proc.stderr
+    assert "random_resized_crop=1" in proc.stderr and "min_random_area=0.08" in proc.stderr
+    assert "brightness=0.1" in proc.stderr  # a flag given keeps its value
+    plain = cli("train_imagenet.py", *flags, check=0)
+    assert "random_resized_crop=0" in plain.stderr and "ImageNet preset" not in plain.stderr
+
+
+def test_min_max_crop_size_crop_a_random_square(cli, tmp_path):
+    import cv2
+    import numpy as np
+
+    from common import augment
+    from tests.test_data import make_args, random_images, write_rec
+
+    args = make_args("--min-crop-size", "16", "--max-crop-size", "16", "--image-shape", "3,8,8")
+    geo = augment.Geometry(args, (3, 8, 8), train=True)
+    img = random_images(1, 32, 32)[0]
+    out = np.empty((8, 8, 3), np.uint8)
+    assert geo.load(cv2.imencode(".png", img[:, :, ::-1])[1].tobytes(), np.random.default_rng(0), out)
+    expected = cv2.resize(img[8:24, 8:24], (8, 8), interpolation=cv2.INTER_LINEAR)  # the centre 16x16, resized
+    assert np.array_equal(out, expected)
+    rec = write_rec(tmp_path / "d", random_images(4, 40, 40), [0, 1, 0, 1])
+    flags = ("--data-train", rec, "--test-io", "1", "--batch-size", "2", "--image-shape", "3,24,24", "--gpus", "")
+    proc = cli("train_imagenet.py", *flags, "--min-crop-size", "20", "--max-crop-size", "36", check=0)
+    assert "test-io: 4 samples" in proc.stderr
+    proc = cli("train_imagenet.py", *flags, "--min-crop-size", "20")
+    assert proc.returncode == 2 and "--min-crop-size 20 / --max-crop-size -1: give both" in proc.stderr
