@@ -104,6 +104,18 @@ def add_fit_args(parser):
     t.add_argument("--compile", type=flags.switch(), default=0, help="1: torch.compile the network")
     t.add_argument("--channels-last", type=flags.switch(), default=1, help="1: NHWC memory format for conv networks")
     t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
+    t.add_argument(
+        "--profile-worker-suffix",
+        type=str,
+        default="",
+        help="write a torch profiler trace of the first training steps to this file (rankN_ prefixed when distributed)",
+    )
+    t.add_argument(
+        "--profile-server-suffix",
+        type=str,
+        default="",
+        help="MXNet's parameter-server profile: no servers here; rank 0 writes its trace (all-reduce included) to it",
+    )
     return t
 
 
@@ -182,6 +194,7 @@ def train_one_epoch(ctx, epoch, train):
             if ctx.ema is not None:
                 ctx.ema.update_parameters(model)
         window.add(epoch_meter.update(logits, y, loss))
+        ctx.profile.step()
         # MXNet's Speedometer: the clock starts after batch 0 and a line is due at every batch number (from 0) that
         # is a multiple of --disp-batches, so the first window [0-N] holds N+1 batches and no window ends the epoch
         seen = 0 if i == 0 else seen + len(x)
@@ -310,6 +323,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
             if (epoch + 1) % args.save_period == 0:
                 checkpoint.save_training(ctx, epoch + 1)
             checkpoint.append_metrics(args.model_prefix, record)
+    ctx.profile.finish()
     model = checkpoint.unwrap(ctx.model)
     ctx = None  # the DDP wrapper and its reducer go before the process group they hold
     dist.cleanup()
@@ -374,6 +388,7 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         log=log,
         progress=reporting.progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
         board=reporting.board(args.tensorboard) if args.tensorboard and kv.rank == 0 else lambda *a: None,
+        profile=reporting.Profile(args.profile_worker_suffix, args.profile_server_suffix, kv, device),
         check_finite=lambda v, e, where: reporting.check_finite(args.model_prefix, v, e, where),
     )
 

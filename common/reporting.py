@@ -1,11 +1,12 @@
 """What the training loop reports besides its log lines: the progress bar, TensorBoard scalars, a NaN stop."""
 
+import logging
 import math
 
 import torch
 
 from common import checkpoint
-from common.util import UserError
+from common.util import UserError, atomic_path
 
 
 def _last_good(prefix):
@@ -58,3 +59,54 @@ def board(folder):
         writer.flush()
 
     return board
+
+
+class Profile:
+    """--profile-worker-suffix / --profile-server-suffix: a torch profiler trace (Chrome format) of the first steps.
+
+    MXNet's profiler wrote a worker's (or server's) whole run; a trace of every step of a long run is gigabytes,
+    so this records STEPS steps after one warm-up step and writes the file then (or when training ends sooner).
+    """
+
+    STEPS = 20
+
+    def __init__(self, worker_suffix, server_suffix, kv, device):
+        self.paths = []
+        if worker_suffix:  # MXNet's name: rankN_SUFFIX when there are several workers
+            self.paths.append(f"rank{kv.rank}_{worker_suffix}" if kv.num_workers > 1 else worker_suffix)
+        if server_suffix and kv.rank == 0:  # there are no parameter servers: rank 0's steps hold the all-reduce
+            self.paths.append(server_suffix)
+        self.prof, self.count = None, 0
+        if self.paths:
+            from torch.profiler import ProfilerActivity, profile
+
+            kinds = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            self.prof = profile(activities=kinds, record_shapes=True)
+
+    def step(self):
+        """Count one training step: start after the first, write the trace after STEPS more."""
+        if self.prof is None:
+            return
+        self.count += 1
+        if self.count == 1:
+            self.prof.__enter__()
+        elif self.count == self.STEPS + 1:
+            self.finish()
+
+    def finish(self):
+        """Stop the profiler (if it runs) and write its trace to every path, atomically."""
+        if self.prof is None or self.count < 1:
+            return
+        self.prof.__exit__(None, None, None)
+        trace = None
+        for path in self.paths:  # torch writes a trace once: the others are copies of the first
+            with atomic_path(path) as tmp:
+                if trace is None:
+                    self.prof.export_chrome_trace(tmp)
+                    with open(tmp, "rb") as f:
+                        trace = f.read()
+                else:
+                    with open(tmp, "wb") as f:
+                        f.write(trace)
+            logging.info("wrote the profiler trace of %d training steps to %s", min(self.count - 1, self.STEPS), path)
+        self.prof = None

@@ -3,6 +3,7 @@
 import json
 import re
 
+from tests.conftest import REPO
 from tests.test_train_cli import MLP
 
 
@@ -29,3 +30,14 @@ def test_num_examples_that_disagree_with_the_data_are_named(cli):
     assert sum(line in ln for ln in proc.stderr.splitlines()) == 1
     quiet = cli(*MLP, "--num-epochs", "1", "--num-examples", "4020", "--batch-size", "500", check=0)
     assert "--num-examples 4020 differs" not in quiet.stderr  # within 1%
+
+
+def test_profile_suffixes_write_traces(cli, tmp_path):
+    flags = ("--num-epochs", "1", "--batch-size", "500", "--disp-batches", "2")
+    suffixes = ("--profile-worker-suffix", "worker.json", "--profile-server-suffix", "server.json")
+    script = [str(REPO / MLP[0]), *MLP[1:]]  # run from tmp_path: the traces are relative names, as MXNet's
+    proc = cli(*script, *flags, *suffixes, cwd=tmp_path, check=0)
+    for name in ("worker.json", "server.json"):
+        events = json.loads((tmp_path / name).read_text())["traceEvents"]
+        assert any("addmm" in str(e.get("name")) for e in events), name  # the network's matmuls are in it
+        assert f"training steps to {name}" in proc.stderr
