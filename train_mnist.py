@@ -18,6 +18,7 @@ def parse_args(argv=None):
     """MXNet's train_mnist flags and defaults, plus the data flags the loop reads."""
     parser = argparse.ArgumentParser(description="train mnist", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=str, default="data/mnist", help="where the MNIST idx files are kept")
+    parser.add_argument("--add_stn", action="store_true", help="lenet: a spatial transformer in front (MXNet's flag)")
     parser.add_argument("--mnist-mirror", type=str, help="base URL of the idx files (default: the public mirrors)")
     fit.add_fit_args(parser)
     data.add_data_args(parser)

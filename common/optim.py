@@ -10,9 +10,16 @@ import re
 import torch
 from torch import nn
 
+from common import mxoptim
 from common.util import UserError, choice_error
 
-OPTIMIZERS = ("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb")
+OPTIMIZERS = (
+    *("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb", "adadelta", "adamax", "nadam"),
+    *("signum", "ftml", "ftrl", "sgld", "dcasgd", "lbsgd"),
+)
+# MXNet's rules torch lacks (common/mxoptim.py); MXNet's example gave `momentum` (--mom) to these and sgd/nag only
+MX_RULES = {"ftml": mxoptim.FTML, "ftrl": mxoptim.Ftrl, "sgld": mxoptim.SGLD}
+MX_MOMENTUM_RULES = {"signum": mxoptim.Signum, "dcasgd": mxoptim.DCASGD, "lbsgd": mxoptim.LBSGD}
 INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", "one", "zero")
 WARMUPS = ("linear", "power2", "sqrt")
 
@@ -39,6 +46,9 @@ def init_weights(model, name, network):
             init(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    for m in model.modules():  # MXNet's initializer gives a spatial transformer the identity (by layer name)
+        if hasattr(m, "reset_identity"):
+            m.reset_identity()
 
 
 def param_groups(args, model):
@@ -62,7 +72,7 @@ def set_lr(opt, rate):
 
 
 def make_optimizer(args, model):
-    """torch.optim (timm for LARS and LAMB) over param_groups(args, model)."""
+    """torch.optim (timm for LARS and LAMB, common/mxoptim.py for MXNet's own rules) over param_groups(args, model)."""
     groups = param_groups(args, model)
     name, lr, mom = args.optimizer.lower(), args.lr, args.mom
     if name in ("sgd", "nag"):
@@ -79,6 +89,16 @@ def make_optimizer(args, model):
         from timm.optim import Lamb, Lars
 
         return Lars(groups, lr=lr, momentum=mom) if name == "lars" else Lamb(groups, lr=lr)
+    if name == "adadelta":  # MXNet's rho 0.9, epsilon 1e-5; MXNet's rule takes no learning rate (see the class)
+        return mxoptim.AdaDelta(groups, rho=0.9, epsilon=1e-5)
+    if name == "adamax":  # torch's eps 1e-8 on |g| where MXNet has none: MXNet's 0/0 turns never-used weights NaN
+        return torch.optim.Adamax(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    if name == "nadam":  # MXNet's schedule_decay is torch's momentum_decay
+        return torch.optim.NAdam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, momentum_decay=0.004)
+    if name in MX_RULES:
+        return MX_RULES[name](groups, lr=lr)
+    if name in MX_MOMENTUM_RULES:
+        return MX_MOMENTUM_RULES[name](groups, lr=lr, momentum=mom)
     raise choice_error("--optimizer", args.optimizer, OPTIMIZERS)
 
 

@@ -61,3 +61,23 @@ def test_min_max_crop_size_crop_a_random_square(cli, tmp_path):
     assert "test-io: 4 samples" in proc.stderr
     proc = cli("train_imagenet.py", *flags, "--min-crop-size", "20")
     assert proc.returncode == 2 and "--min-crop-size 20 / --max-crop-size -1: give both" in proc.stderr
+
+
+def test_train_mnist_add_stn(cli, tmp_path):
+    import torch
+
+    import symbols
+    from common import modelzoo, optim
+
+    net = symbols.get_symbol("lenet", num_classes=10, add_stn=True)
+    optim.init_weights(net, "default", "lenet")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(net.stn(x), x, atol=1e-5)  # MXNet's initializer: the identity transform to start with
+    names = set(symbols.mxnet_param_map(net).values())
+    assert {"arg:stn_loc_weight", "arg:convolution3_weight", "arg:fullyconnected1_bias"} <= names
+    prefix = tmp_path / "stn"
+    flags = ("--network", "lenet", "--add_stn", "--num-epochs", "1", "--batch-size", "400")
+    proc = cli("train_mnist.py", *flags, "--mnist-mirror", "file:///nonexistent", "--model-prefix", prefix, check=0)
+    assert "Epoch[0] Validation-accuracy=" in proc.stderr
+    model, info = modelzoo.load_model(str(prefix), 1)
+    assert info["arguments"]["add_stn"] is True and hasattr(model, "stn")
