@@ -173,7 +173,8 @@ def get_device(gpus, local_rank=0, local_size=1):
 
 
 def get_kv(args):
-    """Join the job --kv-store asks for; return rank, num_workers, local_rank, local_size and num_hosts."""
+    """Join the job --kv-store asks for; return rank, num_workers, local_rank, local_size, num_hosts and share
+    (the processes that split --batch-size)."""
     kind, launched, count = args.kv_store, _launched(), local_workers(args)
     if count > 1:  # starting them is the entry script's job (spawn_local); fit() never becomes a launcher
         raise UserError(
@@ -182,10 +183,12 @@ def get_kv(args):
         )
     devices = [g for g in (args.gpus or "").split(",") if g.strip()]
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched else 1
-    if args.batch_size % local_size:
+    # how many processes share --batch-size: a host's (its devices), or 1 under MXNet's local launcher meaning
+    share = 1 if os.environ.get("MXTORCH_BATCH_PER_PROCESS") == "1" else local_size
+    if args.batch_size % share:
         raise UserError(
             f"--batch-size {args.batch_size} is the batch of one host and must split evenly over its "
-            f"{local_size} worker processes"
+            f"{share} worker processes"
         )
     if launched and not devices and local_size > 1 and "OMP_NUM_THREADS" not in os.environ:
         # CPU workers share this host's cores: without this each would start a thread per core (as torchrun)
@@ -199,7 +202,7 @@ def get_kv(args):
         rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
     hosts = int(os.environ.get("GROUP_WORLD_SIZE", max(world // local_size, 1))) if launched else 1
     return types.SimpleNamespace(
-        type=kind, rank=rank, num_workers=world, local_rank=local, local_size=local_size, num_hosts=hosts
+        type=kind, rank=rank, num_workers=world, local_rank=local, local_size=local_size, num_hosts=hosts, share=share
     )
 
 
@@ -210,7 +213,8 @@ def spawn_local(count):
     waits, and the launcher stops every worker in order on Ctrl-C.
     """
     launch = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "launch.py")
-    cmd = [sys.executable, launch, "--launcher", "local", "-n", str(count), sys.executable, *sys.orig_argv[1:]]
+    cmd = [sys.executable, launch, "--launcher", "local", "-n", str(count), "--split-batch"]
+    cmd += [sys.executable, *sys.orig_argv[1:]]  # this host's devices share --batch-size
     proc = subprocess.Popen(cmd)
     while True:
         try:

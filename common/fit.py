@@ -201,7 +201,7 @@ def train_one_epoch(ctx, epoch, train):
         if i and i % disp == 0:
             vals = window.read(ctx.loss_names)
             ctx.check_finite(vals["_loss"], epoch, f"batches {i - disp}-{i}")
-            speed = seen * ctx.kv.local_size / max(time.time() - tic, 1e-9)  # the host's, as MXNet's worker
+            speed = seen * ctx.kv.share / max(time.time() - tic, 1e-9)  # an MXNet worker's: its processes together
             ctx.log(f"Epoch[{epoch}] Batch [{i - disp}-{i}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}")
             ctx.board("batch", {"speed": speed, **vals}, epoch * nbatch + i)
             window, seen = Meter(ctx.device, a.top_k, ce), 0
@@ -277,7 +277,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
     if kv.rank == 0:
         logging.info("start with arguments %s", args)
     device = dist.get_device(args.gpus, kv.local_rank, kv.local_size)
-    batch = args.batch_size // kv.local_size  # the batch of one process; --batch-size is the host's, as in MXNet
+    batch = args.batch_size // kv.share  # the batch of one process; --batch-size is a worker's (a host's), as MXNet
     begin = dist.from_rank0(lambda: checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch))
     torch.manual_seed(args.seed)
     # a data loader makes batches of args.batch_size (MXNet's data_loader(args, kv), whose worker was one process)
@@ -295,6 +295,11 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
         f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
         + (f", kv-store {kv.type} over {kv.num_hosts} hosts" if kv.num_workers > 1 else "")
     )
+    if kv.local_size > 1 and kv.share == 1:
+        ctx.log(
+            f"each of the {kv.local_size} worker processes here trains --batch-size {batch}, as MXNet's local "
+            "launcher ran them; tools/launch.py --split-batch makes them share it"
+        )
     if args.model_prefix and kv.rank == 0:
         classes = getattr(getattr(train, "source", None), "classes", None) or classes  # folders name their classes
         checkpoint.write_symbol_for(args, classes, pretrained)
@@ -335,7 +340,7 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
 
     batch: the batch of one process (default: --batch-size over this host's processes); pretrained: see fit().
     """
-    batch = batch or args.batch_size // kv.local_size
+    batch = batch or args.batch_size // getattr(kv, "share", kv.local_size)
     if args.dtype not in DTYPES:
         raise choice_error("--dtype", args.dtype, DTYPES)
     loss_names = []

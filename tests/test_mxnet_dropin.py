@@ -81,3 +81,15 @@ def test_train_mnist_add_stn(cli, tmp_path):
     assert "Epoch[0] Validation-accuracy=" in proc.stderr
     model, info = modelzoo.load_model(str(prefix), 1)
     assert info["arguments"]["add_stn"] is True and hasattr(model, "stn")
+
+
+def test_local_launcher_runs_mxnet_workers_each_with_the_batch(cli):
+    launch = ["tools/launch.py", "--launcher", "local", "-n", "2"]
+    train = ["python", "train_mnist.py", "--network", "mlp", "--mnist-mirror", "file:///nonexistent", "--gpus", ""]
+    train += ["--kv-store", "dist_sync", "--num-epochs", "1", "--batch-size", "100"]
+    proc = cli(*launch, "--p3", *train, check=0)
+    assert "Total batch size 200 (100 per batch x 2 workers x 1 accumulated)" in proc.stdout
+    assert "each of the 2 worker processes here trains --batch-size 100, as MXNet's local launcher" in proc.stdout
+    assert "launch.py: --p3 ignored: DDP already overlaps" in proc.stderr
+    split = cli(*launch, "--split-batch", *train, check=0)
+    assert "Total batch size 100 (50 per batch x 2 workers x 1 accumulated)" in split.stdout

@@ -45,7 +45,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog="As Unix programs do, a SIGINT or SIGHUP ignored when launch.py starts (a background job of a script, "
-        "nohup) stays ignored;\nSIGTERM always stops every worker.",
+        "nohup) stays ignored;\nSIGTERM always stops every worker.\n--p3 and --env-server (MXNet's parameter-server "
+        "options) are accepted and ignored, each with one line saying why.",
         formatter_class=argparse.RawTextHelpFormatter,
     )
     p.add_argument(
@@ -74,6 +75,14 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=0, help="rendezvous port on the first host (default: a free one)")
     p.add_argument("--timeout", type=int, default=300, help="seconds to wait for every worker to join")
     p.add_argument("--max-restarts", type=int, default=0, help="restart every worker up to N times when one fails")
+    p.add_argument(
+        "--split-batch",
+        action="store_true",
+        help="--launcher local: the -n processes are one host's devices and share --batch-size (what --gpus 0,1\n"
+        "and --num-workers N start); without it each is one worker training --batch-size, as in MXNet",
+    )
+    p.add_argument("--p3", action="store_true", help="accepted for MXNet scripts (see below)")
+    p.add_argument("--env-server", action="append", default=[], help="accepted for MXNet scripts (see below)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command each worker runs")
     return p.parse_args(argv)
 
@@ -94,6 +103,17 @@ def main(argv=None):
     env = parse_env(args.env)
     if args.num_servers is not None:
         print("launch.py: -s/--num-servers ignored: torch.distributed has no parameter servers", file=sys.stderr)
+    if args.p3:
+        print(
+            "launch.py: --p3 ignored: DDP already overlaps each gradient bucket's all-reduce with the rest of "
+            "backward, which is what MXNet's priority propagation (P3) did for parameter servers",
+            file=sys.stderr,
+        )
+    if args.env_server:
+        print(
+            "launch.py: --env-server ignored: there are no parameter servers; --env sets the workers' environment",
+            file=sys.stderr,
+        )
     run_job(args, make_launcher(args, env))
 
 

@@ -60,7 +60,9 @@ class LocalLauncher(Launcher):
     """-n worker processes on this machine, under one local guard."""
 
     def setup(self):
-        """This machine, as one host with -n slots."""
+        """This machine, as one host with -n slots; each an MXNet worker training --batch-size, or --split-batch."""
+        if not self.args.split_batch:  # MXNet's local launcher ran -n workers, each training --batch-size
+            self.env = dict(self.env, MXTORCH_BATCH_PER_PROCESS="1")
         return [Host("localhost", None, None, self.args.num_workers, 0)]
 
     def preflight(self, hosts):
