@@ -9,6 +9,7 @@ Every file is written under a temporary name and renamed when complete, so a cra
 """
 
 import dataclasses
+import errno
 import glob
 import json
 import logging
@@ -18,9 +19,18 @@ import re
 import torch
 from safetensors.torch import load, save
 
-from common import figures
+from common import figures, validate
+from common.checkpoint_files import (
+    DIGEST_KEY,
+    check_digest,
+    file_metadata,
+    join_tensors,
+    read_metrics,
+    split_tensors,
+    tensors_digest,
+)
 from common.networks import network_arguments
-from common.util import UserError, atomic_write, parse_floats, parse_shape
+from common.util import UserError, atomic_write, parse_floats, parse_shape, remove_stale_temps
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 STATES_KEY = "states_json"
@@ -129,7 +139,7 @@ def read_symbol(prefix):
     doc = read_json(path)
     if not doc.get("network"):
         raise UserError(f"{path} names no network; it is damaged or not one of this suite's symbol files")
-    return doc
+    return validate.symbol_doc(path, doc)
 
 
 def model_tensors(model):
@@ -138,8 +148,10 @@ def model_tensors(model):
 
 
 def save_params(prefix, epoch, model):
-    """Write PREFIX-%04d.params (safetensors) atomically."""
-    atomic_write(params_path(prefix, epoch), save(model_tensors(model), metadata={"epoch": str(epoch)}))
+    """Write PREFIX-%04d.params (safetensors, with the tensors' SHA-256 in its metadata) atomically."""
+    tensors = model_tensors(model)
+    meta = {"epoch": str(epoch), DIGEST_KEY: tensors_digest(tensors)}
+    atomic_write(params_path(prefix, epoch), save(tensors, metadata=meta))
 
 
 def load_params(path, model, network="the network", raw=None):
@@ -148,11 +160,13 @@ def load_params(path, model, network="the network", raw=None):
         if raw is None:
             with open(path, "rb") as f:
                 raw = f.read()
-        tensors = {clean_name(k): v for k, v in load(raw).items()}
+        loaded = load(raw)
     except FileNotFoundError:
         raise UserError(f"{path} not found") from None
     except Exception as err:  # safetensors raises its own error types for a corrupt header
         raise UserError(f"{path} is not a safetensors parameter file ({err})") from None
+    check_digest(path, raw, loaded)
+    tensors = {clean_name(k): v for k, v in loaded.items()}
     own = {clean_name(k): v for k, v in model.state_dict().items()}
     for name, value in own.items():
         if name not in tensors:
@@ -177,39 +191,12 @@ def unwrap(model):
     return model
 
 
-def _split(obj, key, tensors):
-    """Move every tensor of a nested dict/list into `tensors` (named by its path); return the JSON-able rest."""
-    if isinstance(obj, torch.Tensor):
-        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
-        return {"__tensor__": key}
-    if isinstance(obj, dict):
-        return {
-            "__dict__": [
-                [_split(k, f"{key}.k{i}", tensors), _split(v, f"{key}.{i}", tensors)]
-                for i, (k, v) in enumerate(obj.items())
-            ]
-        }
-    if isinstance(obj, list | tuple):
-        return [_split(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
-    return obj
-
-
-def _join(obj, tensors):
-    """Inverse of _split."""
-    if isinstance(obj, dict) and "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
-    if isinstance(obj, dict) and "__dict__" in obj:
-        return {_join(k, tensors): _join(v, tensors) for k, v in obj["__dict__"]}
-    if isinstance(obj, list):
-        return [_join(v, tensors) for v in obj]
-    return obj
-
-
 def save_states(prefix, epoch, states):
     """Write PREFIX-%04d.states: a nested dict of tensors and plain values, as safetensors + JSON metadata."""
     tensors = {}
-    doc = _split(states, "s", tensors)
-    atomic_write(states_path(prefix, epoch), save(tensors, metadata={STATES_KEY: json.dumps(doc)}))
+    doc = split_tensors(states, "s", tensors)
+    meta = {STATES_KEY: json.dumps(doc), DIGEST_KEY: tensors_digest(tensors)}
+    atomic_write(states_path(prefix, epoch), save(tensors, metadata=meta))
 
 
 def load_states(prefix, epoch, raw=None):
@@ -220,28 +207,61 @@ def load_states(prefix, epoch, raw=None):
             with open(path, "rb") as f:
                 raw = f.read()
         tensors = load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        meta = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
-        return _join(json.loads(meta[STATES_KEY]), tensors)
+        states = join_tensors(json.loads(file_metadata(raw)[STATES_KEY]), tensors)
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for damaged headers
         raise UserError(f"{path} is not a readable training-state file ({err}); resume from another epoch") from None
+    check_digest(path, raw, tensors)
+    return states
 
 
 def append_metrics(prefix, record):
-    """Add one epoch's metrics to PREFIX-metrics.jsonl (dropping lines of this and later epochs); redraw."""
+    """Add one epoch's metrics to PREFIX-metrics.jsonl and redraw PREFIX-curve.png from it.
+
+    Append-only, flushed to disk, so a kill never loses a saved epoch's line. Only when the file holds lines of
+    this or later epochs (a resumed run) or a torn line is it rewritten, atomically, without them.
+    """
     path = f"{prefix}-metrics.jsonl"
-    lines = []
-    if os.path.isfile(path):
-        with open(path) as f:
-            lines = [json.loads(line) for line in f if line.strip()]
-    lines = [r for r in lines if r["epoch"] < record["epoch"]] + [record]
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in lines), mode="w")
-    figures.plot_curves(f"{prefix}-curve.png", lines)
+    records, whole = read_metrics(path)
+    kept = [r for r in records if r["epoch"] < record["epoch"]]
+    line = json.dumps(record) + "\n"
+    try:
+        if whole and len(kept) == len(records):
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept) + line, mode="w")
+        figures.plot_curves(f"{prefix}-curve.png", kept + [record])
+    except OSError as err:
+        raise UserError(
+            f"cannot write {path} or its curve: {err.strerror or err}; free space or fix the folder"
+        ) from None
 
 
 def save_training(ctx, epoch):
-    """Write PREFIX-%04d.params and .states for `epoch` epochs done."""
+    """Write PREFIX-%04d.params and .states for `epoch` epochs done; a full disk is a UserError."""
     prefix, cuda = ctx.args.model_prefix, ctx.device.type == "cuda"
+    try:
+        _save_training(ctx, prefix, epoch, cuda)
+    except OSError as err:
+        raise UserError(save_error(prefix, epoch, err)) from None
+    ctx.log(f'Saved checkpoint to "{params_path(prefix, epoch)}"')
+
+
+def save_error(prefix, epoch, err):
+    """The one line for a checkpoint that could not be written: why, what is left, what to do."""
+    good = [e for e in saved_epochs(prefix) if e < epoch]
+    left = f"the last good checkpoint {params_path(prefix, good[-1])} is intact" if good else "no earlier one exists"
+    todo = "free space on that disk" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "make the folder writable"
+    return (
+        f"the weights of epoch {epoch} could not be saved to {params_path(prefix, epoch)} "
+        f"({err.strerror or err}); {left}; {todo}, then resume with --load-epoch auto"
+    )
+
+
+def _save_training(ctx, prefix, epoch, cuda):
+    """save_training's writes."""
     # With --ema the averaged weights are the model (validated, scored, exported); the trained ones resume.
     save_params(prefix, epoch, ctx.ema.module if ctx.ema is not None else ctx.raw)
     states = {
@@ -255,7 +275,6 @@ def save_training(ctx, epoch):
         "schedule": ctx.schedule,
     }
     save_states(prefix, epoch, states)
-    ctx.log(f'Saved checkpoint to "{params_path(prefix, epoch)}"')
 
 
 def read_blobs(prefix, epoch):
@@ -272,7 +291,7 @@ def check_same_network(args, pretrained=None):
     path = f"{args.model_prefix}-symbol.json"
     if not os.path.isfile(path):  # a worker on another host gets the weights from rank 0, not the files
         return
-    doc = read_json(path)
+    doc = validate.symbol_doc(path, read_json(path))
     saved, now = doc.get("arguments") or {}, symbol_arguments(args, pretrained)
     if str(doc.get("network")).lower().replace("_", "-") != str(args.network).lower().replace("_", "-"):
         raise UserError(f"{path}: the checkpoint is a {doc.get('network')}, not --network {args.network}")
@@ -292,14 +311,32 @@ def resume_training(ctx, epoch, blobs=None):
     blobs = blobs or (None, None)
     check_same_network(args, ctx.pretrained)
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
-    states = load_states(prefix, epoch, raw=blobs[1])
-    if states.get("model"):  # an --ema run: .params holds the average, .states the trained weights
-        ctx.raw.load_state_dict(states["model"])
-    ctx.opt.load_state_dict(states["optimizer"])
+    states = validate.states_doc(states_path(prefix, epoch), load_states(prefix, epoch, raw=blobs[1]))
+    try:
+        _apply_states(ctx, states)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:  # torch's own load_state_dict errors
+        raise UserError(
+            f"{states_path(prefix, epoch)} does not fit this run's {args.network} and optimizer "
+            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); "
+            "resume from another epoch or start afresh"
+        ) from None
     for i, g in enumerate(ctx.opt.param_groups):  # the flags of this run, not of the saved one
         g["weight_decay"] = args.wd if g.get("decay", i == 0) else 0.0  # older checkpoints: [decay, rest]
         if "momentum" in g:
             g["momentum"] = args.mom
+    ctx.step = states["step"]
+    ctx.log(f"Loaded model {params_path(prefix, epoch)}: resuming at epoch {epoch}, step {ctx.step}")
+    old = states.get("schedule") or {}
+    changed = [f"{k} {old.get(k)} -> {v}" for k, v in ctx.schedule.items() if old.get(k) != v]
+    if changed:
+        ctx.log("Schedule changed on resume: " + ", ".join(changed))
+
+
+def _apply_states(ctx, states):
+    """Load a checked .states document into the model, optimizer, scaler, EMA and RNGs of ctx."""
+    if states.get("model"):  # an --ema run: .params holds the average, .states the trained weights
+        ctx.raw.load_state_dict(states["model"])
+    ctx.opt.load_state_dict(states["optimizer"])
     if states["scaler"]:
         ctx.scaler.load_state_dict(states["scaler"])
     if ctx.ema is not None and states["ema"] is not None:
@@ -307,12 +344,6 @@ def resume_training(ctx, epoch, blobs=None):
     torch.set_rng_state(states["rng"]["cpu"])
     if ctx.device.type == "cuda" and states["rng"]["cuda"] is not None:
         torch.cuda.set_rng_state(states["rng"]["cuda"], ctx.device)
-    ctx.step = states["step"]
-    ctx.log(f"Loaded model {params_path(prefix, epoch)}: resuming at epoch {epoch}, step {ctx.step}")
-    old = states.get("schedule") or {}
-    changed = [f"{k} {old.get(k)} -> {v}" for k, v in ctx.schedule.items() if old.get(k) != v]
-    if changed:
-        ctx.log("Schedule changed on resume: " + ", ".join(changed))
 
 
 @dataclasses.dataclass
@@ -332,9 +363,8 @@ def symbol_arguments(args, pretrained=None):
 
 def write_symbol_for(args, classes=None, pretrained=None):
     """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
-    folder = os.path.dirname(args.model_prefix)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    make_folder(args.model_prefix)
+    remove_stale_temps(args.model_prefix)  # temporaries of killed runs under this prefix (never a live one's)
     preprocess = {
         "image_shape": list(parse_shape(args.image_shape)),
         "rgb_mean": parse_floats(args.rgb_mean, "rgb-mean"),
@@ -346,4 +376,24 @@ def write_symbol_for(args, classes=None, pretrained=None):
     if classes is not None and len(classes) != args.num_classes:  # names that do not match the outputs mislead
         classes = None
     fine_tune = pretrained.fine_tune if pretrained else None
-    write_symbol(args.model_prefix, args.network, symbol_arguments(args, pretrained), preprocess, classes, fine_tune)
+    try:
+        write_symbol(
+            args.model_prefix, args.network, symbol_arguments(args, pretrained), preprocess, classes, fine_tune
+        )
+    except OSError as err:
+        raise UserError(f"cannot write {args.model_prefix}-symbol.json: {err.strerror or err}; free space") from None
+
+
+def make_folder(prefix):
+    """Create the folder of --model-prefix; a path through a file or a read-only place is a UserError."""
+    folder = os.path.dirname(prefix)
+    if not folder or os.path.isdir(folder):
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(
+            f"--model-prefix {prefix}: a part of {folder} is a file, not a folder; pick another prefix"
+        ) from None
+    except OSError as err:
+        raise UserError(f"--model-prefix {prefix}: cannot create the folder {folder} ({err.strerror})") from None

@@ -78,8 +78,9 @@ def fraction(below=False):
     return number(min=0, below=1) if below else number(min=0, max=1)
 
 
-def output_file(stdout=False):
-    """A path to write a file to: not a folder, its folder existing and writable ('-' too when stdout=True)."""
+def output_file(stdout=False, create=False):
+    """A path to write a file to: not a folder, its folder existing and writable ('-' too when stdout=True);
+    create=True: a missing folder is fine when it can be made (the caller makes it, as training makes its prefix's)."""
 
     def check(text):
         if stdout and text == "-":
@@ -87,8 +88,11 @@ def output_file(stdout=False):
         if os.path.isdir(text):
             raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name to write")
         folder = os.path.dirname(os.path.abspath(text))
+        while create and not os.path.exists(folder):  # the nearest part of the path that exists decides
+            folder = os.path.dirname(folder)
         if not os.path.isdir(folder):
-            raise argparse.ArgumentTypeError(f"folder {folder} does not exist; create it or pick another path")
+            what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+            raise argparse.ArgumentTypeError(f"folder {folder} {what}; create it or pick another path")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise argparse.ArgumentTypeError(f"folder {folder} is not writable; pick another path")
         return text

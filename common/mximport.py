@@ -17,10 +17,14 @@ import torch
 import symbols
 from common import checkpoint, mxparams, validate
 from common.util import UserError
+from symbols import inception_v3, inception_v4
+from symbols.mxlayers import min_side
 
 # MXNet's example defaults for data that carries no preprocessing (its train_imagenet / score.py mean).
 MXNET_MEAN, MXNET_STD = [123.68, 116.779, 103.939], [1.0, 1.0, 1.0]
 IMPORTABLE = ("resnet", "resnet-v1", "resnext", "inception-bn", "mobilenet", "vgg", "lenet", "mlp")
+IMPORTABLE += ("alexnet", "googlenet", "mobilenetv2")
+IMPORTABLE += ("inception-v3", "inception-v4", "inception-resnet-v2")
 
 
 def _attrs(node):
@@ -136,7 +140,65 @@ def _mlp(g, kwargs):
     return "mlp"
 
 
+def _alexnet(g, kwargs):
+    if not {"convolution4", "fullyconnected2"} <= g.names or not any(n["op"] == "LRN" for n in g.ops):
+        return None
+    # fullyconnected0 takes 256 x s x s inputs; images of 32s+35 to 32s+66 pixels give s (224 gives 5).
+    side = 32 * _square(g.shape("fullyconnected0_weight")[1], 256, g.path, "fullyconnected0") + 64
+    kwargs["image_shape"] = g.image_shape("convolution0_weight", side)
+    return "alexnet"
+
+
+def _googlenet(g, kwargs):
+    if not {"conv_conv1", "conv_in3a_5x5"} <= g.names:
+        return None
+    # fullyconnected0 takes 1024 x s x s inputs; images of 32s+221 to 32s+252 pixels give s (MXNet needs >= 253).
+    side = 32 * _square(g.shape("fullyconnected0_weight")[1], 1024, g.path, "fullyconnected0") + 224
+    kwargs["image_shape"] = g.image_shape("conv_conv1_weight", side)
+    return "googlenet"
+
+
+def _mobilenetv2(g, kwargs):
+    if "first-3x3-conv-conv2d" not in g.names:
+        return None
+    # Widths are round(c * multiplier); the last 1x1 has int(1280 * multiplier) filters only above 1.
+    last = g.shape("last-1x1-conv-conv2d_weight")[0]
+    kwargs["multiplier"] = last / 1280 if last > 1280 else g.shape("seq-6-block0-linear-conv2d_weight")[0] / 320
+    # The pooling is global, so the arrays do not tell the image size: MXNet's example builds for 224 pixels.
+    kwargs["image_shape"] = g.image_shape("first-3x3-conv-conv2d_weight", 224)
+    return "mobilenetv2"
+
+
+def _inception_v3(g, kwargs):
+    if not {"conv_conv2d", "mixed_10_conv_conv2d"} <= g.names:
+        return None
+    # fc1 takes 2048 x s x s inputs, s = the final map's side - 7; take the smallest image giving it (299 for s = 1).
+    final = _square(g.shape("fc1_weight")[1], 2048, g.path, "fc1") + 7
+    kwargs["image_shape"] = g.image_shape("conv_conv2d_weight", min_side(inception_v3.final_size, final))
+    return "inception-v3"
+
+
+def _inception_v4(g, kwargs):
+    if not {"in_stem_conv1_3*3_conv2d", "in1C_conv1_1*1_conv2d"} <= g.names:
+        return None
+    # fc1 takes 1536 x s x s inputs, s = the final map's side - 5 (an 8x8 pooling padded by 1); 299 gives s = 3.
+    final = _square(g.shape("fc1_weight")[1], 1536, g.path, "fc1") + 5
+    kwargs["image_shape"] = g.image_shape("in_stem_conv1_3*3_conv2d_weight", min_side(inception_v4.final_size, final))
+    return "inception-v4"
+
+
+def _inception_resnet_v2(g, kwargs):
+    # MXNet's example names no layer: a fresh process calls its 244 ConvFactory layers convolution0-243.
+    if not {"convolution0", "convolution243", "batchnorm243", "_mulscalar0", "fullyconnected0"} <= g.names:
+        return None
+    # The pooling is global, so the arrays do not tell the image size: the example is built for 299 pixels.
+    kwargs["image_shape"] = g.image_shape("convolution0_weight", 299)
+    return "inception-resnet-v2"
+
+
 RECOGNISERS = (_resnets, _mobilenet, _vgg, _inception_bn, _lenet, _mlp)
+RECOGNISERS += (_alexnet, _googlenet, _mobilenetv2)
+RECOGNISERS += (_inception_v3, _inception_v4, _inception_resnet_v2)
 
 
 def describe_mxnet(path, nodes, params):

@@ -12,6 +12,7 @@ beside current numpy. Layout, all little-endian:
   u64 number of names, then per name u64 length and the UTF-8 bytes ('arg:NAME' / 'aux:NAME').
 """
 
+import math
 import struct
 
 import numpy as np
@@ -89,7 +90,9 @@ def _read_array(r, index):
     if flag not in DTYPES:
         r.fail(f"array {index} has an unknown dtype flag {flag}")
     dtype = np.dtype(DTYPES[flag]).newbyteorder("<")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: a crafted shape cannot overflow into a small size
+    if count * dtype.itemsize > len(r.buf) - r.pos:
+        r.fail(f"array {index} of shape {shape} needs {count * dtype.itemsize} bytes, more than the file has left")
     arr = np.frombuffer(r.take(count * dtype.itemsize, f"data of array {index}"), dtype=dtype).reshape(shape)
     if flag == BFLOAT16:
         return (arr.astype(np.uint32) << 16).view(np.float32)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import symbols
+from common import validate
 from common.util import UserError, choice_error
 from symbols.mxlayers import MXBatchNorm
 
@@ -120,12 +121,22 @@ def replace_head(model, layer, num_classes, shape):
     return nn.Sequential(layers), head, names[cut + 1 :]
 
 
-def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
-    """The network a PREFIX-symbol.json describes: built from its arguments, then its fine-tune head replacements."""
-    arguments = {k: v for k, v in arguments.items() if v is not None}
-    for step in fine_tune:
+def check_record(network, arguments, fine_tune, path):
+    """UserError naming the field when a symbol file's record is of the wrong type or would build a giant network."""
+    if not isinstance(network, str) or not network:
+        validate.fail(path, "network", f"is {str(network)[:40]!r}, not a network name")
+    validate.arguments(path, arguments)
+    validate.of_type(path, "fine_tune", fine_tune, list | tuple, "a list of classifier replacements")
+    for step in fine_tune or ():
         if not isinstance(step, dict) or not set(FINE_TUNE_KEYS) <= set(step):
             raise UserError(f"{path}: a fine_tune entry lacks one of {', '.join(FINE_TUNE_KEYS)}; restore the file")
+    validate.fine_tune_steps(path, list(fine_tune or ()))
+
+
+def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
+    """The network a PREFIX-symbol.json describes: built from its arguments, then its fine-tune head replacements."""
+    check_record(network, arguments, fine_tune, path)
+    arguments = {k: v for k, v in arguments.items() if v is not None}
     if fine_tune:  # the pretrained network had its own class count; each replacement sets the next one
         arguments["num_classes"] = fine_tune[0]["pretrained_num_classes"]
     # alexnet and googlenet are both zoo and symbols names: a fine-tune entry says which one was the pretrained one.

@@ -19,11 +19,57 @@ from common.figures import pyplot, save_png
 from common.util import UserError, atomic_write, choice_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = ("native",)  # MXNet's gluon modes (symbolic, imperative, hybrid) have no counterpart: one code path
+# MXNet's benchmark.py modes: native (its symbol API) and Gluon's three; all run one eager PyTorch network here.
+MODES = ("native", "symbolic", "imperative", "hybrid")
+# Gluon model-zoo networks the suite's families lack, built from torchvision's same architecture. Gluon's alexnet
+# (64-192-384-256-256 filters, 61.1M parameters) is torchvision's, not MXNet's symbol AlexNet (96-256-..., 50.8M).
+TORCHVISION = {"alexnet": "alexnet", "squeezenet1.0": "squeezenet1_0", "squeezenet1.1": "squeezenet1_1"}
 SPEED_RE = re.compile(r"Epoch\[\d+\] Batch \[\d+-\d+\]\tSpeed: ([0-9.]+) samples/sec")
 SIMULATED = (8, 16, 32, 64, 128, 256)
 COLUMNS = ("network", "batch_per_device", "image_size", "devices", "hosts", "samples_per_sec", "speedup")
 COLUMNS += ("efficiency", "kind")
+
+
+def gluon_names():
+    """MXNet's Gluon model-zoo names -> (the suite's network, its get_symbol arguments): the same architecture."""
+    names = {"inceptionv3": ("inception-v3", {})}
+    for n in (18, 34, 50, 101, 152):
+        names[f"resnet{n}_v1"] = ("resnet-v1", {"num_layers": n})
+        names[f"resnet{n}_v2"] = ("resnet", {"num_layers": n})  # Gluon's v2 is MXNet's pre-activation resnet
+    for n in (11, 13, 16, 19):
+        names[f"vgg{n}"] = ("vgg", {"num_layers": n})
+        names[f"vgg{n}_bn"] = ("vgg", {"num_layers": n, "batch_norm": 1})
+    for n in (121, 161, 169, 201):
+        names[f"densenet{n}"] = ("densenet", {"num_layers": n})
+    for m in ("1.0", "0.75", "0.5", "0.25"):
+        names[f"mobilenet{m}"] = ("mobilenet", {"multiplier": float(m)})
+        names[f"mobilenetv2_{m}"] = ("mobilenetv2", {"multiplier": float(m)})
+    return names | {name: ("torchvision:" + tv, {}) for name, tv in TORCHVISION.items()}
+
+
+def resolve_name(name, gluon_first=False, what="network in --networks"):
+    """A Gluon model-zoo name or the suite's (resnet-50, vgg-16, MXNet's resnetv1-50) -> (network, arguments).
+
+    Only `alexnet` is both; gluon_first picks Gluon's (MXNet's Gluon modes) over the symbol one (native mode)."""
+    gluon, known = gluon_names(), symbols.list_networks()
+    base, _, layers = name.rpartition("-")
+    base = {"resnetv1": "resnet-v1"}.get(base, base)  # the name of MXNet 1.x's benchmark_score.py
+    if name in gluon and (gluon_first or name not in known):
+        return gluon[name]
+    if name in known:
+        return name, {}
+    if base in known and layers.isdigit():
+        return base, {"num_layers": int(layers)}
+    raise choice_error(what, name, list(dict.fromkeys(known + list(gluon))))
+
+
+def build(network, arguments, size, num_classes=1000, channels=3):
+    """The network resolve_name named, for images of size x size: a symbols family or torchvision's model."""
+    if network.startswith("torchvision:"):
+        from torchvision import models
+
+        return models.get_model(network.split(":")[1], num_classes=num_classes)
+    return symbols.get_symbol(network, num_classes=num_classes, image_shape=f"{channels},{size},{size}", **arguments)
 
 
 def parse_network(text):
@@ -40,15 +86,33 @@ def parse_network(text):
         raise choice_error("mode in --networks", mode, MODES)
     if not (batch.isdigit() and size.isdigit() and int(batch) > 0 and int(size) > 0):
         raise UserError(f"--networks {text!r}: batch size and image size must be positive integers")
-    known = symbols.list_networks()
-    base, _, layers = name.rpartition("-")
-    if name in known:
-        network, num_layers = name, None
-    elif base in known and layers.isdigit():
-        network, num_layers = base, int(layers)
-    else:
-        raise choice_error("network in --networks", name, known)
-    return {"name": name, "network": network, "num_layers": num_layers, "batch": int(batch), "size": int(size)}
+    network, arguments = resolve_name(name, gluon_first=mode != "native")
+    if network.startswith("torchvision:"):
+        hint = "; native:alexnet trains MXNet's symbol AlexNet" if name == "alexnet" else ""
+        raise UserError(
+            f"--networks {text!r}: train_imagenet.py cannot build Gluon's {name} (torchvision's, no symbols family); "
+            f"benchmark_score.py measures its inference speed{hint}"
+        )
+    return {
+        "name": name,
+        "mode": mode,
+        "network": network,
+        "arguments": arguments,
+        "batch": int(batch),
+        "size": int(size),
+    }
+
+
+def parse_networks(texts):
+    """Every --networks entry parsed; one line saying MXNet's modes are one code path here."""
+    nets = [parse_network(t) for t in texts]
+    gluon = [m for m in MODES[1:] if any(n["mode"] == m for n in nets)]
+    if gluon:
+        print(
+            f"mode {', '.join(gluon)}: MXNet's native, symbolic, imperative and hybrid modes all run the same eager "
+            "PyTorch network here (no separate symbolic or hybridized graph)"
+        )
+    return nets
 
 
 def series(most):
@@ -73,8 +137,8 @@ def train_command(args, net, devices, kv_store):
     import torch
 
     cmd = [sys.executable, os.path.join(REPO, "train_imagenet.py"), "--network", net["network"]]
-    if net["num_layers"] is not None:
-        cmd += ["--num-layers", str(net["num_layers"])]
+    for key, value in net["arguments"].items():  # num_layers, batch_norm, multiplier: train_imagenet.py's flags
+        cmd += ["--" + key.replace("_", "-"), str(value)]
     host_batch = net["batch"] * devices  # MXNet's --batch-size is per host, split over its devices
     cmd += ["--batch-size", str(host_batch), "--image-shape", f"3,{net['size']},{net['size']}"]
     cmd += ["--num-epochs", "1", "--benchmark", "1", "--kv-store", kv_store, "--disp-batches", str(args.disp)]
@@ -136,8 +200,7 @@ def measure(args, net):
 
 def simulate(args, net, base):
     """Predicted rows for 8..256 devices from the 1-device step time and the gradient size (ring all-reduce)."""
-    kwargs = {"num_layers": net["num_layers"], "image_shape": f"3,{net['size']},{net['size']}"}
-    model = symbols.get_symbol(net["network"], num_classes=1000, **kwargs)
+    model = build(net["network"], net["arguments"], net["size"])
     grad_bytes = 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
     step = net["batch"] / base
     bandwidth, latency = args.link_gbps * 1e9 / 8, args.latency_us * 1e-6

@@ -1,10 +1,12 @@
 """What every entry point shares: the user-error type, the wrapper that reports it, flag parsers, atomic writes."""
 
 import contextlib
+import errno
 import functools
 import os
+import re
+import secrets
 import sys
-import tempfile
 
 from symbols.errors import UserError, choice_error
 
@@ -15,7 +17,9 @@ __all__ = [
     "parse_floats",
     "parse_shape",
     "read_lines",
+    "temp_name",
     "temp_near",
+    "remove_stale_temps",
     "atomic_path",
     "atomic_write",
 ]
@@ -71,17 +75,66 @@ def read_lines(path, what):
         raise UserError(f"cannot read {what} {path}: {getattr(err, 'strerror', None) or err}") from None
 
 
+def temp_name(path):
+    """A new temporary name beside path that carries this process's pid: NAME.<pid>-<hex>.tmp."""
+    return f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
 def temp_near(path):
     """(fd, name) of a new temporary file beside path, with the permissions open() would give; UserError if none."""
     folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        tmp = temp_name(path)
+        try:  # mode 0o666 less the umask, as open() gives; O_EXCL: never another writer's file
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise UserError(
+                f"cannot write {path}: {err.strerror} ({folder}); create the folder or pick another"
+            ) from None
+
+
+TEMP_RE = re.compile(r".+\.(\d+)-[0-9a-f]+\.tmp(\.\w+)?")  # with a writer's side file (atomic_path's extra_suffixes)
+
+
+def _pid_alive(pid):
+    """Whether a process with this pid runs on this host (a pid we may not signal is alive)."""
+    if pid == os.getpid():
+        return True
     try:
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:  # no pid of this host: not ours to judge, so left alone
+        return True
     except OSError as err:
-        raise UserError(f"cannot write {path}: {err.strerror} ({folder}); create the folder or pick another") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
-    return fd, tmp
+        return err.errno != errno.ESRCH
+    return True
+
+
+def remove_stale_temps(path_or_prefix):
+    """Remove the temporaries (NAME.<pid>-<hex>.tmp) beside path_or_prefix left by dead processes; return them.
+
+    A killed writer never renames or removes its temporary; the next run on the same output calls this. A file
+    of a live process on this host is never touched (the pid names the writer; see temp_name).
+    """
+    folder, base = os.path.split(os.path.abspath(path_or_prefix))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = TEMP_RE.fullmatch(name)
+        if not (m and name.startswith(base) and name[len(base)] in ".-") or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+        except OSError:  # another run removed it first, or the folder is read-only: leave it
+            pass
+    return removed
 
 
 @contextlib.contextmanager
@@ -91,6 +144,7 @@ def atomic_path(path, extra_suffixes=()):
     The one way every output of the suite is written: a reader never sees a half-written file under its final
     name. extra_suffixes names side files a writer may leave beside the temporary (ONNX's external weights).
     """
+    remove_stale_temps(path)  # what a killed writer of this same output left (never a live process's)
     fd, tmp = temp_near(path)
     os.close(fd)
     try:

@@ -112,7 +112,9 @@ def parse_args(argv):
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
     p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
     p.add_argument("--format", default="onnx", help="onnx, torch-export or int8")
-    p.add_argument("--output", required=True, type=flags.output_file(), help="the file to write (.onnx, .pt2, .pt)")
+    p.add_argument(
+        "--output", required=True, type=flags.output_file(create=True), help="the file to write (.onnx, .pt2, .pt)"
+    )
     p.add_argument("--data-val", help="a .rec or folder whose first batch checks the export")
     p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
     p.add_argument("--calib-batches", type=flags.count(), default=4, help="int8: number of calibration batches")
@@ -128,6 +130,7 @@ def main(argv=None):
     """Export --model in --format to --output and check it on a sample."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # as training makes its prefix's
     if args.format not in FORMATS:
         raise choice_error("--format", args.format, FORMATS)
     model, info = modelzoo.load_model(args.model, args.load_epoch)
