@@ -29,7 +29,14 @@ def init_weights(model, name, network):
     if name not in INITIALIZERS:
         raise choice_error("--initializer", name, INITIALIZERS)
     if name == "default":  # Xavier(gaussian, in, 2) is He-normal; MXNet's example special-cases two networks
-        name = "normal" if network == "alexnet" else "xavier" if "vgg" in (network or "") else "he"
+        # googlenet (no BatchNorm) too: He-normal on 0-255 pixels gives logits near 1500 and a NaN first step
+        name = (
+            "normal"
+            if network == "alexnet"
+            else "xavier"
+            if "vgg" in (network or "") or network == "googlenet"
+            else "he"
+        )
     inits = {
         "he": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
         "xavier": lambda w: nn.init.xavier_uniform_(w),  # Xavier(uniform, avg, 3)

@@ -6,6 +6,8 @@ which MXNet checkpoints need in order to import. Every layer that owns parameter
 name MXNet gives it, so `mxnet_param_map` can name each torch parameter and buffer the way MXNet does.
 """
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -82,6 +84,22 @@ def check_min_size(network, height, width, minimum):
         )
 
 
+class MXLRN(nn.Module):
+    """MXNet's LRN: x / (knorm + alpha / nsize * sum of x^2 over nsize channels centred on c) ** beta."""
+
+    def __init__(self, alpha=1e-4, beta=0.75, knorm=2.0, nsize=5):
+        super().__init__()
+        self.alpha, self.beta, self.knorm, self.nsize = alpha, beta, knorm, nsize
+
+    def forward(self, x):
+        """x (N, C, H, W) -> the same shape; torch's local_response_norm also divides alpha by the window size."""
+        return F.local_response_norm(x, self.nsize, alpha=self.alpha, beta=self.beta, k=self.knorm)
+
+    def extra_repr(self):
+        """MXNet's LRN parameters, shown in print(model)."""
+        return f"alpha={self.alpha}, beta={self.beta}, knorm={self.knorm}, nsize={self.nsize}"
+
+
 _SUFFIXES = {
     nn.Conv2d: {"weight": "arg:{}_weight", "bias": "arg:{}_bias"},
     nn.Linear: {"weight": "arg:{}_weight", "bias": "arg:{}_bias"},
@@ -118,3 +136,34 @@ def param_count(model):
     params = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for b in model.buffers() if torch.is_floating_point(b))
     return params, buffers
+
+
+def conv_bn(in_ch, out_ch, kernel, conv_name, bn_name, stride=1, pad=0, bias=False, relu=True):
+    """MXNet's Convolution + BatchNorm (its default eps 1e-3 and fix_gamma) + optional ReLU, named as MXNet names them.
+
+    kernel, stride and pad are ints or (height, width) pairs; the result records its out_channels.
+    """
+    layers = OrderedDict(
+        conv=conv(in_ch, out_ch, kernel, conv_name, stride=stride, pad=pad, bias=bias),
+        bn=MXBatchNorm(out_ch, bn_name),
+    )
+    if relu:
+        layers["relu"] = nn.ReLU()
+    block = nn.Sequential(layers)
+    block.out_channels = out_ch
+    return block
+
+
+def mx_pool(pool_type, kernel, stride=1, pad=0):
+    """MXNet's 'valid' Pooling: max, or avg counting the padding (MXNet's count_include_pad default)."""
+    if pool_type == "max":
+        return nn.MaxPool2d(kernel, stride, pad)
+    return nn.AvgPool2d(kernel, stride, pad, count_include_pad=True)
+
+
+def min_side(final_size, needed, start=1):
+    """The smallest image side whose final feature map (final_size(side), monotone) is at least `needed`."""
+    side = start
+    while final_size(side) < needed:
+        side += 1
+    return side

@@ -18,12 +18,11 @@ slow = pytest.mark.slow
 FORWARD_CASES = [
     ("mlp", {}, (1, 28, 28)),
     ("lenet", {}, (1, 28, 28)),
-    ("alexnet", {}, (3, 63, 63)),
+    ("alexnet", {}, (3, 67, 67)),
     ("vgg", {"num_layers": 11, "batch_norm": True}, (3, 32, 32)),
-    ("googlenet", {}, (3, 32, 32)),
+    ("googlenet", {}, (3, 61, 61)),
     ("inception-bn", {}, (3, 28, 28)),
-    ("inception-v3", {}, (3, 75, 75)),
-    ("inception-v4", {}, (3, 75, 75)),
+    ("inception-v3", {}, (3, 299, 299)),
     ("inception-resnet-v2", {}, (3, 75, 75)),
     ("resnet", {"num_layers": 20}, (3, 28, 28)),
     ("resnet", {"num_layers": 18}, (3, 32, 32)),
@@ -42,6 +41,7 @@ FORWARD_CASES = [
     pytest.param("resnet-v1", {"num_layers": 50}, (3, 64, 64), marks=slow),
     pytest.param("resnext", {"num_layers": 50}, (3, 64, 64), marks=slow),
     pytest.param("inception-bn", {}, (3, 224, 224), marks=slow),
+    pytest.param("inception-v4", {}, (3, 235, 235), marks=slow),
     pytest.param("mobilenet", {"alpha": 1.0}, (3, 224, 224), marks=slow),
     pytest.param("vgg", {"num_layers": 16}, (3, 224, 224), marks=slow),
     pytest.param("densenet", {"num_layers": 201}, (3, 32, 32), marks=slow),
@@ -239,8 +239,10 @@ def test_variant_tables_agree_with_modules():
         ("mobilenet", {"multiplier": 0.3}, "0.25"),
         ("mobilenetv3", {"mode": "medium"}, "large, small"),
         ("lenet", {"image_shape": "1,28"}, "channels,height,width"),
-        ("inception-v3", {"image_shape": "3,32,32"}, "75x75"),
-        ("alexnet", {"image_shape": "1,224,224"}, "3-channel"),
+        ("inception-v3", {"image_shape": "3,298,298"}, "299x299"),
+        ("densenet", {"image_shape": "1,224,224"}, "3-channel"),
+        ("alexnet", {"image_shape": "3,64,64"}, "67x67"),
+        ("mobilenetv2", {"multiplier": 0}, "positive"),
     ],
 )
 def test_user_errors_list_valid_values(network, kwargs, needle):
@@ -252,7 +254,7 @@ def test_user_errors_list_valid_values(network, kwargs, needle):
 
 def test_param_map_refuses_library_networks():
     with pytest.raises(UserError, match="no MXNet layout"):
-        symbols.mxnet_param_map(symbols.get_symbol("mobilenetv2", num_classes=10))
+        symbols.mxnet_param_map(symbols.get_symbol("mobilenetv3", num_classes=10))
 
 
 def test_batchnorm_follows_mxnet():
