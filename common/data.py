@@ -354,4 +354,7 @@ def test_io(args, train, log=print):
         f"test-io: {seen} samples in {elapsed:.1f}s ({seen / max(elapsed, 1e-9):.2f} samples/sec), "
         f"{getattr(train, 'bad_images', 0)} undecodable, {getattr(train, 'skipped_no_image', 0)} without image"
     )
+    note = skipped_note(train)
+    if note:  # where and why, not only how many
+        log(f"test-io: skipped {note}")
     return seen / max(elapsed, 1e-9)

@@ -42,7 +42,22 @@ VARIANTS = {
     "shufflenetv2": ("0.5", "1.0", "1.5", "2.0"),
 }
 # The families built to MXNet's layout, whose parameters carry MXNet's names.
-MXNET_LAYOUT = ("mlp", "lenet", "vgg", "inception-bn", "resnet", "resnet-v1", "resnext", "mobilenet")
+MXNET_LAYOUT = (
+    "mlp",
+    "lenet",
+    "alexnet",
+    "vgg",
+    "googlenet",
+    "inception-bn",
+    "inception-v3",
+    "inception-v4",
+    "inception-resnet-v2",
+    "resnet",
+    "resnet-v1",
+    "resnext",
+    "mobilenet",
+    "mobilenetv2",
+)
 
 
 def list_networks():
