@@ -51,7 +51,7 @@ class SpatialTransformer(nn.Module):
 
 
 def get_symbol(num_classes=10, image_shape="1,28,28", add_stn=False, **kwargs):
-    """MXNet's LeNet as an nn.Sequential whose parameters carry MXNet's names; add_stn puts a SpatialTransformer first."""
+    """MXNet's LeNet, an nn.Sequential with MXNet's parameter names; add_stn puts a SpatialTransformer first."""
     channels, height, width = parse_image_shape(image_shape, "lenet")
     check_min_size("lenet", height, width, 16)
     # Two 5x5 valid convolutions, each followed by 2x2/2 max pooling (MXNet's 'valid' = floor).

@@ -25,7 +25,16 @@ def test_onnx_gives_mxnet_logits(cli, fixtures, tmp_path):
     assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()  # as open() would make it
     proc = cli("tools/export.py", "--model", fixtures / "lenet", "--format", "onnx", "--output", out / "x")
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
-    cli("tools/export.py", "--model", fixtures / "lenet", "--format", "onnx", "--output", tmp_path / "new" / "x", check=0)
+    cli(
+        "tools/export.py",
+        "--model",
+        fixtures / "lenet",
+        "--format",
+        "onnx",
+        "--output",
+        tmp_path / "new" / "x",
+        check=0,
+    )
     assert (tmp_path / "new" / "x").is_file()  # its folder is made, as training makes its prefix's
 
 
