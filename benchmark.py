@@ -32,7 +32,13 @@ from common.util import UserError, main_guard  # noqa: E402
 def parse_args(argv):
     """MXNet's benchmark.py flags, plus the run length, the output folder and the simulation's assumptions."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--networks", nargs="+", default=["native:resnet-50:32:224"], help="mode:network:batch:size")
+    p.add_argument(
+        "--networks",
+        nargs="+",
+        default=["native:resnet-50:32:224"],
+        help="mode:network:batch:size; mode native, symbolic, imperative or hybrid (one code path); network the "
+        "suite's (resnet-50) or Gluon's model-zoo name (resnet50_v1)",
+    )
     p.add_argument("--worker_file", help="hosts file for tools/launch.py (needed when --worker_count > 1)")
     p.add_argument("--worker_count", type=flags.count(), default=1, help="hosts to scale to: 1, 2, 4, ... this many")
     p.add_argument(
@@ -71,7 +77,7 @@ def parse_args(argv):
 def main(argv=None):
     """Measure (and optionally simulate) scaling for every --networks entry; print and write the results."""
     args = parse_args(argv)
-    nets = [scaling.parse_network(t) for t in args.networks]
+    nets = scaling.parse_networks(args.networks)
     os.makedirs(args.output, exist_ok=True)
     scaling.share_cpu(args.gpu_count)
     scaling.report(scaling.scale(args, nets), args.output)

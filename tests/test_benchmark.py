@@ -2,6 +2,8 @@
 
 import csv
 
+from common import scaling
+
 
 def test_one_and_two_processes_table_csv_png(cli, tmp_path):
     out = tmp_path / "bench"
@@ -43,8 +45,44 @@ def test_one_and_two_processes_table_csv_png(cli, tmp_path):
 def test_bad_network_and_missing_worker_file(cli, tmp_path):
     proc = cli("benchmark.py", "--networks", "native:nosuchnet-50:32:224", "--output", tmp_path)
     assert proc.returncode == 2 and "nosuchnet-50" in proc.stderr and "resnet" in proc.stderr
-    proc = cli("benchmark.py", "--networks", "hybrid:resnet-50:32:224", "--output", tmp_path)
-    assert proc.returncode == 2 and "valid values: native" in proc.stderr
+    proc = cli("benchmark.py", "--networks", "eager:resnet-50:32:224", "--output", tmp_path)
+    assert proc.returncode == 2 and "valid values: native, symbolic, imperative, hybrid" in proc.stderr
     proc = cli("benchmark.py", "--worker_count", "2", "--output", tmp_path)
     assert proc.returncode == 2 and "--worker_count 2 needs --worker_file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_gluon_name_runs_the_suites_network(cli, tmp_path):
+    out = tmp_path / "bench"
+    args = ("--networks", "imperative:resnet18_v1:2:32", "--batches", "4", "--disp", "2", "--output", out)
+    proc = cli("benchmark.py", *args, check=0)
+    assert "mode imperative" in proc.stdout and "same eager PyTorch network" in proc.stdout
+    assert "--network resnet-v1 --num-layers 18 " in proc.stdout
+    log = (out / "resnet18_v1_1_log").read_text()
+    assert "network='resnet-v1'" in log and "num_layers=18" in log and log.count("Speed:") >= 1
+    assert [r["network"] for r in csv.DictReader((out / "benchmark.csv").open())] == ["resnet18_v1"]
+
+
+def test_gluon_names_map_to_train_imagenet_flags():
+    expect = {
+        "symbolic:resnet152_v1:32:299": ("resnet-v1", {"num_layers": 152}),
+        "hybrid:resnet50_v2:32:224": ("resnet", {"num_layers": 50}),
+        "hybrid:vgg16_bn:32:224": ("vgg", {"num_layers": 16, "batch_norm": 1}),
+        "imperative:mobilenet0.5:32:224": ("mobilenet", {"multiplier": 0.5}),
+        "imperative:mobilenetv2_0.25:32:224": ("mobilenetv2", {"multiplier": 0.25}),
+        "imperative:inceptionv3:32:299": ("inception-v3", {}),
+        "imperative:densenet161:32:224": ("densenet", {"num_layers": 161}),
+        "native:alexnet:32:224": ("alexnet", {}),
+        "native:resnet-50:32:224": ("resnet", {"num_layers": 50}),
+    }
+    for text, (network, arguments) in expect.items():
+        net = scaling.parse_network(text)
+        assert (net["network"], net["arguments"]) == (network, arguments), text
+
+
+def test_unknown_gluon_name_and_torchvision_only_fail_in_one_line(cli, tmp_path):
+    proc = cli("benchmark.py", "--networks", "imperative:resnet19_v1:32:224", "--output", tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "resnet19_v1" in proc.stderr and "resnet152_v1" in proc.stderr and "mobilenetv2_0.25" in proc.stderr
+    proc = cli("benchmark.py", "--networks", "hybrid:squeezenet1.1:32:224", "--output", tmp_path)
+    assert proc.returncode == 2 and "benchmark_score.py" in proc.stderr and "Traceback" not in proc.stderr
