@@ -6,6 +6,7 @@ samples/s is read back from the MXNet-style Speed lines of its output, which is 
 
 import csv
 import io
+import math
 import os
 import re
 import shlex
@@ -185,7 +186,7 @@ def measure(args, net):
     rows, tag = [], re.sub(r"[^A-Za-z0-9_.-]", "_", net["name"])
     for d in series(args.gpu_count):
         cmd = train_command(args, net, d, "device")
-        speed = run_speed(cmd, os.path.join(args.output, f"{tag}_{d}_log"), args.timeout)
+        speed = run_speed(cmd, os.path.join(args.output, f"{tag}_{d}.log"), args.timeout)
         rows.append({"devices": d, "hosts": 1, "samples_per_sec": speed, "kind": "measured"})
     for h in series(args.worker_count)[1:]:
         n = h * args.gpu_count
@@ -193,26 +194,40 @@ def measure(args, net):
         launch = [sys.executable, os.path.join(REPO, "tools", "launch.py"), "-n", str(h), "-H", hosts]
         launch += ["--env", "OMP_NUM_THREADS"] if "OMP_NUM_THREADS" in os.environ else []
         cmd = launch + shlex.split(args.launch_args) + train_command(args, net, args.gpu_count, "dist_sync_device")
-        speed = run_speed(cmd, os.path.join(args.output, f"{tag}_{n}_log"), args.timeout) * h
+        speed = run_speed(cmd, os.path.join(args.output, f"{tag}_{n}.log"), args.timeout) * h
         rows.append({"devices": n, "hosts": h, "samples_per_sec": speed, "kind": "measured"})
     return rows
 
 
-def simulate(args, net, base):
-    """Predicted rows for 8..256 devices from the 1-device step time and the gradient size (ring all-reduce)."""
+def simulate(args, net, measured):
+    """Predicted rows for 8..256 devices: the 1-device step time plus a ring all-reduce of the gradient, the
+    all-reduce cost scaled so the model meets the measured efficiencies (least squares over the measured runs)."""
     model = build(net["network"], net["arguments"], net["size"])
     grad_bytes = 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    base = measured[0]["samples_per_sec"]
     step = net["batch"] / base
     bandwidth, latency = args.link_gbps * 1e9 / 8, args.latency_us * 1e-6
+
+    def cost(n):  # the link model's time per step not hidden behind backward, seconds
+        return (1 - args.overlap) * (2 * (n - 1) / n * grad_bytes / bandwidth + 2 * (n - 1) * latency)
+
+    # measured: extra time per step over the 1-device step, from efficiency e = step / (step + extra)
+    points = [(cost(r["devices"]), step * (r["devices"] * base / r["samples_per_sec"] - 1)) for r in measured[1:]]
+    scale = sum(c * x for c, x in points) / sum(c * c for c, _ in points) if points else 1.0
+    scale = max(scale, 1.0)  # never predict better than the link model itself
     print(
         f"simulate {net['name']}: step time {step * 1e3:.2f} ms at batch {net['batch']} (measured, 1 device), "
         f"gradient {grad_bytes / 2**20:.1f} MiB (float32), ring all-reduce over a {args.link_gbps:g} Gbit/s link, "
-        f"{args.latency_us:g} us per hop, {args.overlap:.0%} hidden behind backward, no other slowdown"
+        f"{args.latency_us:g} us per hop, {args.overlap:.0%} hidden behind backward; "
+        + (
+            f"calibrated to {len(points)} measured run(s): the overhead seen is {scale:.3g}x the link model's"
+            if points
+            else "not calibrated (no run on more than 1 device was measured)"
+        )
     )
     rows = []
     for n in SIMULATED:
-        comm = 2 * (n - 1) / n * grad_bytes / bandwidth + 2 * (n - 1) * latency
-        eff = step / (step + (1 - args.overlap) * comm)
+        eff = step / (step + scale * cost(n))
         rows.append({"devices": n, "hosts": "", "samples_per_sec": base * n * eff, "kind": "simulated"})
     return rows
 
@@ -232,7 +247,7 @@ def scale(args, nets):
     for net in nets:
         measured = measure(args, net)
         base = measured[0]["samples_per_sec"]
-        rows += finish(measured + (simulate(args, net, base) if args.simulate else []), net, base)
+        rows += finish(measured + (simulate(args, net, measured) if args.simulate else []), net, base)
     print(f"benchmark: {len(rows)} rows in {time.time() - start:.0f} s")
     return rows
 
@@ -251,13 +266,19 @@ def report(rows, output):
     writer.writerows({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else r[k]) for k in COLUMNS} for r in rows)
     csv_path, png_path = os.path.join(output, "benchmark.csv"), os.path.join(output, "speedup.png")
     atomic_write(csv_path, buf.getvalue(), mode="w")
-    plot(rows, png_path)
+    import torch
+
+    names = ", ".join(dict.fromkeys(r["network"] for r in rows))
+    batches = ", ".join(str(b) for b in dict.fromkeys(r["batch_per_device"] for r in rows))
+    kind = f"{torch.cuda.get_device_name(0)} GPUs" if torch.cuda.is_available() else "CPU worker processes"
+    plot(rows, png_path, f"{names}: speedup, batch {batches} per device, devices = {kind}")
     print(f"wrote {csv_path} and {png_path}")
 
 
-def plot(rows, path):
+def plot(rows, path, title):
     """Write a PNG of speedup against devices for each network, measured and simulated, with the ideal line."""
     fig, ax = pyplot().subplots(figsize=(6, 4))
+    ax.set_title(title, fontsize="medium")
     most = max(r["devices"] for r in rows)
     ax.plot([1, most], [1, most], "k--", label="ideal")
     for i, name in enumerate(dict.fromkeys(r["network"] for r in rows)):
@@ -267,6 +288,11 @@ def plot(rows, path):
                 ax.plot(*zip(*pts), style, color=f"C{i}", label=f"{name} ({kind})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
+    low = math.floor(math.log2(min([1.0] + [r["speedup"] for r in rows])))
+    for axis, first in ((ax.xaxis, 0), (ax.yaxis, low)):  # 1, 2, 4, ... (and 0.5, 0.25 below 1) as numbers, not 2^k
+        ticks = [2.0**k for k in range(first, most.bit_length())]
+        axis.set_ticks(ticks, [f"{t:g}" for t in ticks])
+        axis.set_minor_locator(pyplot().NullLocator())
     ax.set_xlabel("devices")
     ax.set_ylabel("speedup over 1 device")
     ax.grid(alpha=0.3)
