@@ -47,7 +47,9 @@ def add_fit_args(parser):
         help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)",
     )
     t.add_argument("--num-group", type=flags.count(), help="resnext: groups of the 3x3 bottleneck convolution (32)")
-    t.add_argument("--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5. empty means using cpu")
+    t.add_argument(
+        "--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5; auto: every visible GPU. empty means using cpu"
+    )
     t.add_argument(
         "--kv-store", type=str, default="device", help="local/device (one host), dist_sync, dist_device_sync, nccl"
     )
@@ -69,11 +71,23 @@ def add_fit_args(parser):
     t.add_argument("--batch-size", type=flags.count(), default=128, help="the batch size")
     t.add_argument("--disp-batches", type=flags.count(), default=20, help="show progress for every n batches")
     t.add_argument("--model-prefix", type=str, help="model prefix")
+    t.add_argument(
+        "--log-file", type=str, default="", help="every log line and the full settings (default: PREFIX.log)"
+    )
     t.add_argument("--save-period", type=flags.count(), default=1, help="params saving period")
     t.add_argument(
         "--monitor", type=flags.integer(min=0), default=0, help="log network parameters every N iters if larger than 0"
     )
-    t.add_argument("--load-epoch", type=str, help="load the model on an epoch using the model-prefix; or auto")
+    t.add_argument(
+        "--load-epoch",
+        type=str,
+        help="load the model on an epoch using the model-prefix; auto: the last complete one; best: PREFIX-best.json's",
+    )
+    t.add_argument(
+        "--keep-last",
+        type=flags.count(min=1),
+        help="keep the newest N saved epochs' .params/.states and the best one, remove older (default: all, as MXNet)",
+    )
     t.add_argument(
         "--top-k", type=flags.integer(min=0), default=0, help="report the top-k accuracy. 0 means no report."
     )
@@ -85,7 +99,8 @@ def add_fit_args(parser):
         "--warmup-epochs",
         type=flags.integer(min=0),
         default=5,
-        help="epochs to ramp the lr up to the macro-batch scale",
+        help="epochs to ramp the lr up to the macro-batch scale; acts only with --macrobatch-size larger than the "
+        "total batch (gradients accumulate)",
     )
     t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: linear, power2 or sqrt")
     t.add_argument("--seed", type=flags.seed(), default=0, help="seed of weights, data order and augmentation")
@@ -169,7 +184,7 @@ def train_one_epoch(ctx, epoch, train):
     ce = bool(ctx.loss_names)
     epoch_meter, window = Meter(ctx.device, a.top_k, ce), Meter(ctx.device, a.top_k, ce)
     tic, seen, nbatch, disp = time.time(), 0, len(train), a.disp_batches
-    batches = ctx.progress(train, nbatch, epoch)
+    batches = ctx.progress(train, nbatch, epoch)  # a tqdm bar on a terminal: ETA, and loss/accuracy below
     for i, (x, y) in enumerate(batches):
         if not len(x):  # every image of the batch failed to decode (counted by the iterator)
             if ctx.kv.num_workers > 1:  # a worker that skips a step would leave the others waiting in all-reduce
@@ -203,6 +218,7 @@ def train_one_epoch(ctx, epoch, train):
             ctx.check_finite(vals["_loss"], epoch, f"batches {i - disp}-{i}")
             speed = seen * ctx.kv.share / max(time.time() - tic, 1e-9)  # an MXNet worker's: its processes together
             ctx.log(f"Epoch[{epoch}] Batch [{i - disp}-{i}]\tSpeed: {speed:.2f} samples/sec{_fmt(vals)}")
+            reporting.show(batches, vals)  # values read back for this line: the bar adds no device sync
             ctx.board("batch", {"speed": speed, **vals}, epoch * nbatch + i)
             window, seen = Meter(ctx.device, a.top_k, ce), 0
         if i % disp == 0:
@@ -257,25 +273,43 @@ def _log_skipped(ctx, epoch, first, parts):
             ctx.log(f"Epoch[{epoch}] skipped in the {kind} data: {note}")
 
 
+def _say_where(prefix, log_file, log):
+    """The closing line: where the checkpoints, metrics, curve and log are (or that nothing was saved)."""
+    if not prefix:
+        log("done; nothing saved (give --model-prefix to keep checkpoints, metrics and a curve)")
+        return
+    log(
+        f"done: checkpoints {prefix}-symbol.json and {prefix}-NNNN.params/.states, metrics {prefix}-metrics.jsonl, "
+        f"curve {prefix}-curve.png, log {log_file}"
+    )
+
+
 def _log_metrics(ctx, epoch, kind, values, record):
-    """MXNet's `Epoch[E] Train-name=value` (or Validation-) lines; the values go into record as train-name too."""
+    """MXNet's `Epoch[E] Train-name=value` (or Validation-) lines; the values go into record as train-name too,
+    with the loss (train-loss, validation-loss) always."""
     for k, v in values.items():
         if not k.startswith("_"):
             ctx.log(f"Epoch[{epoch}] {kind}-{k}={v:f}")
             record[f"{kind.lower()}-{k}"] = v
+    record[f"{kind.lower()}-loss"] = values["_loss"]  # the loss trained on, for the curve, with or without --loss
 
 
-def fit(args, network, data_loader, *, pretrained=None, classes=None):
+def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=None):
     """Train `network` (an nn.Module) on data_loader(args, kv) -> (train, val); checkpoints by --model-prefix.
 
     pretrained: a checkpoint.Pretrained when `network` holds trained weights (fine-tune.py): they are kept, not
     initialised, and PREFIX-symbol.json records the network they came from. classes: the class names, when the
-    data's own source does not carry them. The entry script has started this host's workers (dist.spawn_local).
+    data's own source does not carry them. defaults: the script's flag defaults {name: value}; the start-up line
+    shows what differs from them, the log file every setting. The entry script has started this host's workers.
     """
     kv = dist.get_kv(args)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)-15s Node[{kv.rank}] %(message)s")
+    fmt = f"%(asctime)-15s Node[{kv.rank}] %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt)
+    log_file = args.log_file or (f"{args.model_prefix}.log" if args.model_prefix else "")
     if kv.rank == 0:
-        logging.info("start with arguments %s", args)
+        logging.info("start with arguments %s", reporting.changed_settings(args, defaults) or "(the defaults)")
+        if log_file:
+            handler = reporting.log_to_file(log_file, args, fmt)
     device = dist.get_device(args.gpus, kv.local_rank, kv.local_size)
     batch = args.batch_size // kv.share  # the batch of one process; --batch-size is a worker's (a host's), as MXNet
     begin = dist.from_rank0(lambda: checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch))
@@ -301,7 +335,10 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
             "launcher ran them; tools/launch.py --split-batch makes them share it"
         )
     if args.model_prefix and kv.rank == 0:
-        classes = getattr(getattr(train, "source", None), "classes", None) or classes  # folders name their classes
+        # the data's own names (class folders, X.classes beside X.rec); outputs beyond them keep their numbers
+        classes = getattr(getattr(train, "source", None), "classes", None) or classes
+        if classes and len(classes) < args.num_classes:
+            classes = list(classes) + [str(i) for i in range(len(classes), args.num_classes)]
         checkpoint.write_symbol_for(args, classes, pretrained)
     for epoch in range(begin or 0, args.num_epochs):
         tic = time.time()
@@ -326,9 +363,16 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None):
         ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
         if args.model_prefix and kv.rank == 0:
             if (epoch + 1) % args.save_period == 0:
-                checkpoint.save_training(ctx, epoch + 1)
+                checkpoint.save_training(ctx, epoch + 1)  # complete before the best moves or old epochs go
+                checkpoint.note_best(args.model_prefix, epoch + 1, record.get("validation-accuracy"), ctx.log)
+                checkpoint.keep_last(args.model_prefix, epoch + 1, args.keep_last, ctx.log)
             checkpoint.append_metrics(args.model_prefix, record)
     ctx.profile.finish()
+    if kv.rank == 0:
+        _say_where(args.model_prefix, log_file, ctx.log)
+        if log_file:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     model = checkpoint.unwrap(ctx.model)
     ctx = None  # the DDP wrapper and its reducer go before the process group they hold
     dist.cleanup()

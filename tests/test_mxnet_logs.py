@@ -22,6 +22,7 @@ def test_batch_lines_and_rate_changes_are_mxnets(tmp_path, cli):
     assert sum("Update[51]: Change learning rate to 5.00000e-03" in ln for ln in lines) == 1
     records = [json.loads(ln) for ln in (tmp_path / "m-metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in records] == [0.05, 0.05 * 0.1]  # the rate each epoch trained at
+    assert all(r["train-loss"] > 0 and r["validation-loss"] > 0 for r in records)  # recorded with or without --loss
 
 
 def test_num_examples_that_disagree_with_the_data_are_named(cli):
