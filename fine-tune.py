@@ -42,8 +42,8 @@ def parse_args(argv=None):
         "--load-epoch",
         "--pretrained-epoch",
         dest="pretrained_epoch",
-        type=flags.integer(min=0),
-        help="epoch of the pretrained checkpoint (MXNet's fine-tune.py --load-epoch; default: the last)",
+        type=checkpoint.load_epoch_flag,
+        help="epoch of the pretrained checkpoint, or best (MXNet's fine-tune.py --load-epoch; default: the last)",
     )
     ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
     ft.add_argument("--freeze-backbone", type=flags.switch(), default=0, help="1: train the new classifier only")
@@ -74,8 +74,8 @@ def prepare(args):
     args.image_shape = args.image_shape or ",".join(str(v) for v in pre.get("image_shape", (3, 224, 224)))
     args.rgb_mean = args.rgb_mean or ",".join(str(v) for v in pre.get("rgb_mean", mximport.MXNET_MEAN))
     args.rgb_std = args.rgb_std or ",".join(str(v) for v in pre.get("rgb_std", mximport.MXNET_STD))
-    if not args.num_classes:
-        raise UserError("--num-classes is required: the number of classes of the new data")
+    if not data.resolve_num_classes(args, None):  # not given: the count of --data-train's classes
+        raise UserError("--num-classes is required without --data-train: the number of classes of the new data")
     args.network = info["network"]
     before = dict(model.state_dict())
     shape = parse_shape(args.image_shape)

@@ -3,17 +3,19 @@
 Each image is resized so its short side is the model's resize size (saved with zoo models; else the crop over
 0.875) and centre-cropped to --image-shape, then normalised with the model's saved mean and std. Class names
 come from --synset (one per line, MXNet's synset.txt) or from those saved with the checkpoint at training.
+A file that cannot be read is skipped with one line on stderr; the others are printed, then the exit status is 2.
 """
 
 import argparse
 import json
 import os
+import sys
 
 import cv2
 import numpy as np
 import torch
 
-from common import dist, flags, modelzoo
+from common import checkpoint, dist, flags, modelzoo
 from common.augment import DeviceTransform
 from common.image import decode
 from common.inference import read_synset, resolve_preprocess
@@ -43,7 +45,7 @@ def load_image(path, pre):
         with open(path, "rb") as f:
             img, _ = decode(f.read(), pre.shape[0])
     except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable image ({err}); remove it or name other files") from None
+        raise UserError(f"{path}: not a readable image ({err})") from None
     c, h, w = pre.shape
     side = pre.resize or round(max(h, w) / 0.875)
     scale = side / min(img.shape[:2])
@@ -54,14 +56,31 @@ def load_image(path, pre):
     return img.reshape(h, w, c)
 
 
+def load_batch(paths, pre, failed):
+    """(paths read, their images); each file that cannot be read is skipped with one line on stderr, and listed in
+    failed."""
+    chunk, images = [], []
+    for path in paths:
+        try:
+            images.append(load_image(path, pre))
+            chunk.append(path)
+        except UserError as err:
+            print(f"skipped {err}", file=sys.stderr)
+            failed.append(path)
+    return chunk, images
+
+
 @torch.inference_mode()
 def predict(model, files, pre, device, top_k, batch_size, classes):
-    """[{path, top: [{class, name, probability}]}] for each file, top_k classes by probability."""
+    """([{path, top: [{class, name, probability}]}] for each readable file, top_k classes by probability;
+    [paths that could not be read])."""
     transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
-    results = []
+    results, failed = [], []
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        batch = torch.from_numpy(np.stack([load_image(p, pre) for p in chunk])).to(device)
+        chunk, images = load_batch(files[start : start + batch_size], pre, failed)
+        if not images:
+            continue
+        batch = torch.from_numpy(np.stack(images)).to(device)
         prob = torch.softmax(model(transform(batch)).float(), dim=1)
         if classes and len(classes) != prob.shape[1]:
             raise UserError(
@@ -72,7 +91,7 @@ def predict(model, files, pre, device, top_k, batch_size, classes):
         for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
             top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]
             results.append({"path": path, "top": top})
-    return results
+    return results, failed
 
 
 @main_guard
@@ -81,7 +100,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="predict the classes of images")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument(
+        "--load-epoch",
+        type=checkpoint.load_epoch_flag,
+        help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
+    )
     p.add_argument("--top-k", type=flags.count(), default=5, help="how many classes to show per image")
     p.add_argument("--synset", help="class names, one per line (default: saved with the model)")
     p.add_argument(
@@ -100,7 +123,7 @@ def main(argv=None):
     model, info = modelzoo.load_model(args.model, args.load_epoch)
     pre = resolve_preprocess(args, info)
     classes = read_synset(args.synset) if args.synset else info.get("classes")
-    results = predict(model.to(device), files, pre, device, max(1, args.top_k), args.batch_size, classes)
+    results, failed = predict(model.to(device), files, pre, device, max(1, args.top_k), args.batch_size, classes)
     text = json.dumps(results, indent=1) + "\n"
     if args.json == "-":
         print(text, end="")
@@ -111,6 +134,8 @@ def main(argv=None):
                 print(f"  {rank}. {t['probability']:.4f}  {t['name']} ({t['class']})")
         if args.json:
             atomic_write(args.json, text, mode="w")
+    if failed:  # after every readable image is printed and written
+        raise UserError(f"{len(failed)} of {len(files)} images could not be read (first: {failed[0]}); see above")
     return results
 
 

@@ -1,10 +1,10 @@
 """Score a saved model (the suite's checkpoint, an MXNet checkpoint or a pretrained zoo name) on a .rec or folder.
 
-Prints MXNet's score.py lines (`Finished with S images per second`, `('accuracy', A)`, `('top_k_accuracy_5', A)`),
-then macro F1 and per-class accuracy; --report-json and --confusion-png write the full report. Validation takes the
-centre crop of --image-shape, as MXNet's ImageRecordIter does; the preprocessing saved with the checkpoint is used
-unless a flag overrides it. `--dtype int8` also quantizes the network (calibrated on --data-calib) and reports
-the accuracy change and the CPU speed-up against float32.
+Prints MXNet's score.py lines (`Finished with S images per second`, `('accuracy', A)`, and `('top_k_accuracy_5', A)`
+for a model of more than 5 classes), then macro F1 and per-class accuracy; --report-json and --confusion-png write
+the full report. Validation takes the centre crop of --image-shape, as MXNet's ImageRecordIter does; the
+preprocessing saved with the checkpoint is used unless a flag overrides it. `--dtype int8` also quantizes the
+network (calibrated on --data-calib) and reports the accuracy change and the CPU speed-up against float32.
 """
 
 import argparse
@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from common import data, dist, figures, flags, modelzoo, networks
+from common import checkpoint, data, dist, figures, flags, modelzoo, networks
 from common.augment import DeviceTransform
 from common.inference import (
     DTYPES,
@@ -32,7 +32,11 @@ def add_score_args(parser):
     """MXNet's score.py flags plus the report and quantization ones."""
     p = parser
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument(
+        "--load-epoch",
+        type=checkpoint.load_epoch_flag,
+        help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
+    )
     p.add_argument("--data-val", required=True, help="the validation data: .rec file(s) or class folders")
     p.add_argument("--data-val-idx", default="", help="the index of the validation data")
     p.add_argument("--image-shape", help="C,H,W fed to the network (default: saved with the model)")
@@ -83,6 +87,7 @@ def main(argv=None):
     )
     transform = DeviceTransform(pre, pre.shape, False, device, channels_last=conv)
     val = val_iter(args.data_val, args.data_val_idx, pre, args.batch_size, args.data_nthreads)
+    classes = classes or val.source.classes  # a model saved without names: the data's (X.classes, class folders)
     amp = DTYPES[args.dtype]
     conf, top5, seen, seconds = evaluate(model, val, transform, device, amp, args.max_num_examples)
     stats = summarize(conf, top5, seen, seconds, classes)

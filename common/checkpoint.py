@@ -5,28 +5,35 @@
   PREFIX-%04d.states   optimizer, AMP scaler, EMA weights, RNG state, step and epoch: safetensors for the
                        tensors plus one JSON document in its metadata for everything else
   PREFIX-metrics.jsonl one line of metrics per epoch, and PREFIX-curve.png drawn from it
+  PREFIX-best.json     the saved epoch with the best Validation-accuracy (--load-epoch best), when validated
 Every file is written under a temporary name and renamed when complete, so a crash leaves the last good one.
 """
 
+import argparse
 import dataclasses
 import errno
-import glob
 import json
 import logging
 import os
-import re
 
 import torch
 from safetensors.torch import load, save
 
-from common import figures, validate
-from common.checkpoint_files import (
+from common import figures, flags, validate
+from common.checkpoint_files import (  # noqa: F401 - note_best, keep_last: checkpoint.* for fit.py
+    BEST,
     DIGEST_KEY,
+    best_epoch,
     check_digest,
     file_metadata,
     join_tensors,
+    keep_last,
+    note_best,
+    params_path,
     read_metrics,
+    saved_epochs,
     split_tensors,
+    states_path,
     tensors_digest,
 )
 from common.networks import network_arguments
@@ -34,16 +41,6 @@ from common.util import UserError, atomic_write, parse_floats, parse_shape, remo
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 STATES_KEY = "states_json"
-
-
-def params_path(prefix, epoch):
-    """The parameters file of one epoch."""
-    return f"{prefix}-{epoch:04d}.params"
-
-
-def states_path(prefix, epoch):
-    """The training-state file of one epoch."""
-    return f"{prefix}-{epoch:04d}.states"
 
 
 def clean_name(name):
@@ -57,18 +54,23 @@ def clean_name(name):
     return name
 
 
-def saved_epochs(prefix, complete=True):
-    """Epochs saved under prefix, ascending: with both .params and .states (complete), or with a .params file."""
-    found = []
-    for path in glob.glob(glob.escape(prefix) + "-*.params"):
-        m = re.fullmatch(r"(\d{4,})\.params", path[len(prefix) + 1 :])
-        if m and (not complete or os.path.isfile(states_path(prefix, int(m.group(1))))):
-            found.append(int(m.group(1)))
-    return sorted(found)
+def load_epoch_flag(text):
+    """argparse type of a --load-epoch that loads weights: an epoch number (>= 0) or best."""
+    if text == BEST:
+        return text
+    try:
+        return flags.integer(min=0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an epoch number (>= 0) nor {BEST}") from None
+
+
+load_epoch_flag.__name__ = "epoch"
 
 
 def pick_epoch(prefix, epoch):
-    """The epoch asked for, or the last one with a .params file when none is given (loading for inference)."""
+    """The epoch asked for (a number or best), or the last one with a .params file when none is given (inference)."""
+    if epoch == BEST:
+        return best_epoch(prefix)
     if epoch is not None:
         return int(epoch)
     epochs = saved_epochs(prefix, complete=False)
@@ -78,7 +80,7 @@ def pick_epoch(prefix, epoch):
 
 
 def resolve_load_epoch(prefix, load_epoch):
-    """Turn --load-epoch (None, N or 'auto') into the epoch to resume from, or None to start afresh."""
+    """Turn --load-epoch (None, N, 'auto' or 'best') into the epoch to resume from, or None to start afresh."""
     if load_epoch is None or load_epoch == "":
         return None
     if not prefix:
@@ -90,9 +92,9 @@ def resolve_load_epoch(prefix, load_epoch):
             return None
         return epochs[-1]
     try:
-        epoch = int(load_epoch)
+        epoch = best_epoch(prefix) if str(load_epoch) == BEST else int(load_epoch)
     except ValueError:
-        raise UserError(f"--load-epoch {load_epoch!r} is neither an epoch number nor 'auto'") from None
+        raise UserError(f"--load-epoch {load_epoch!r} is neither an epoch number nor 'auto' or 'best'") from None
     if epoch not in epochs:
         there = ", ".join(map(str, epochs)) or "none"
         raise UserError(

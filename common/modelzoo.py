@@ -96,7 +96,7 @@ def zoo_model(name, dst=None):
 
 
 def load_checkpoint(prefix, epoch=None):
-    """(network in eval mode, info) for one of the suite's checkpoints; the last epoch saved when none is given."""
+    """(network in eval mode, info) for one of the suite's checkpoints: epoch N, best or (None) the last saved."""
     doc = checkpoint.read_symbol(prefix)
     epoch = checkpoint.pick_epoch(prefix, epoch)
     arguments = {k: v for k, v in (doc.get("arguments") or {}).items() if v is not None}

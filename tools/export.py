@@ -23,7 +23,7 @@ import torch
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import flags, inference, modelzoo, networks  # noqa: E402
+from common import checkpoint, flags, inference, modelzoo, networks  # noqa: E402
 from common.augment import DeviceTransform  # noqa: E402
 from common.util import UserError, atomic_path, choice_error, main_guard  # noqa: E402
 
@@ -110,7 +110,11 @@ def parse_args(argv):
     """The flags: what to export, how, and the data for the checks and calibration."""
     p = argparse.ArgumentParser(description="export a model to ONNX, torch.export or int8")
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
-    p.add_argument("--load-epoch", type=flags.integer(min=0), help="epoch of the checkpoint (default: the last saved)")
+    p.add_argument(
+        "--load-epoch",
+        type=checkpoint.load_epoch_flag,
+        help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
+    )
     p.add_argument("--format", default="onnx", help="onnx, torch-export or int8")
     p.add_argument(
         "--output", required=True, type=flags.output_file(create=True), help="the file to write (.onnx, .pt2, .pt)"
