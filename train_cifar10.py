@@ -25,7 +25,7 @@ def parse_args(argv=None):
     parser.set_defaults(
         network="resnet",
         num_layers=110,
-        num_classes=10,
+        num_classes=None,  # not given: the data's count (data.resolve_num_classes); 10 for --benchmark
         num_examples=50000,
         image_shape="3,28,28",
         pad_size=4,
@@ -50,6 +50,7 @@ def main(argv=None):
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
+    data.resolve_num_classes(args, 10)  # before the network: its classifier has that many outputs
     fit.fit(args, networks.get_network(args), data.get_rec_iter, classes=classes)
 
 

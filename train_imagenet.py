@@ -22,7 +22,7 @@ def parse_args(argv=None):
     parser.set_defaults(
         network="resnet",
         num_layers=50,
-        num_classes=1000,
+        num_classes=None,  # not given: the data's count (data.resolve_num_classes); 1000 for --benchmark
         num_examples=1281167,
         image_shape="3,224,224",
         min_random_scale=1,  # for images whose short side is k, 256/k (e.g. 0.533 for 480)
@@ -40,6 +40,7 @@ def main(argv=None):
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
+    data.resolve_num_classes(args, 1000)  # before the network: its classifier has that many outputs
     fit.fit(args, networks.get_network(args), data.get_rec_iter)
 
 

@@ -9,6 +9,7 @@ The DALI backend (common/dali.py) replaces the worker threads when installed; th
 """
 
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import torch
 
 from common import dali, flags
 from common.augment import AUGMENT, Augmentation, Geometry
-from common.sources import open_source
+from common.sources import FolderSource, open_source
 from common.util import UserError, choice_error, parse_shape
 
 
@@ -274,6 +275,38 @@ def open_checked(path, idx="", num_classes=None):
         )
     _check_labels(source, num_classes)
     return source
+
+
+def data_classes(source):
+    """(number of classes, where it comes from) of a checked source: its class names, else the largest label + 1."""
+    if getattr(source, "classes", None):
+        return len(source.classes), "its class folders" if isinstance(source, FolderSource) else "its .classes file"
+    labels = source.labels[:, 0] if source.labels.ndim == 2 else source.labels
+    return int(labels.max()) + 1, f"its largest label {int(labels.max())} + 1"
+
+
+def resolve_num_classes(args, default):
+    """args.num_classes: --num-classes when given, else the training data's count (default without data, e.g.
+    --benchmark's synthetic batches); one line on stderr says which, or that the flag far exceeds the data's."""
+    if args.benchmark or not args.data_train:
+        args.num_classes = args.num_classes or default
+        return args.num_classes
+    source = open_checked(args.data_train, args.data_train_idx)
+    count, how = data_classes(source)
+    given = args.num_classes
+    if given is None:
+        args.num_classes = count
+        print(f"--num-classes not given: {count} classes, from {how} ({args.data_train})", file=sys.stderr)
+    elif given - count > max(2, count / 10):  # a few spare outputs are a choice; hundreds are the 1000 default
+        print(
+            f"--num-classes {given} but {args.data_train} has {count} classes ({how}): {given - count} outputs "
+            "never see a label; drop --num-classes to take the data's count",
+            file=sys.stderr,
+        )
+    _check_labels(source, args.num_classes)  # a negative label, or one past --num-classes, before the network
+    if (getattr(args, "top_k", 0) or 0) > args.num_classes:
+        raise UserError(f"--top-k {args.top_k} is more than the {args.num_classes} classes (give at most that)")
+    return args.num_classes
 
 
 def _make_iter(args, aug, path, idx, shape, train, rank, nworker, seed, backend):

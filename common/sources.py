@@ -2,7 +2,9 @@
 
 A source has every label in memory from the start (`labels`, float32: one per record, or one row per record for
 multi-label data) and reads one record's encoded image bytes on demand (`read(i)`), so any worker thread or
-process can fetch any record in any order; `where(i)` names the record in error messages.
+process can fetch any record in any order; `where(i)` names the record in error messages. `classes` holds the
+class names by label, or None: a folder source's subfolders, or the lines of X.classes beside X.rec (written by
+`im2rec --list --recursive`; one name a line, a plain file that MXNet ignores).
 """
 
 import os
@@ -10,9 +12,51 @@ import os
 import numpy as np
 
 from common import recordio
-from common.util import UserError
+from common.util import UserError, atomic_write, read_lines
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CLASSES_EXT = ".classes"  # X.classes beside X.lst / X.rec: the class names by label
+
+
+def read_classes(path):
+    """The class names of a .classes file, one a line (blank lines at the end ignored)."""
+    lines = read_lines(path, "class names")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+def write_classes(path, names):
+    """Write class names, one a line, atomically."""
+    atomic_write(path, "".join(f"{n}\n" for n in names), mode="w")
+
+
+def check_class_names(path, names, max_label):
+    """UserError, naming the file, unless the names cover every label up to max_label."""
+    if max_label >= len(names):
+        raise UserError(
+            f"{path} names {len(names)} classes but the data has label {max_label:g}; "
+            "make it one name a line for every label (im2rec --list --recursive writes it), or delete it"
+        )
+
+
+def _classes_beside(rec_paths, labels):
+    """The names in X.classes beside the .rec files (the same for all of them), or None when there is none."""
+    found = {}
+    for rec in rec_paths:
+        path = os.path.splitext(rec)[0] + CLASSES_EXT
+        if os.path.isfile(path):
+            found[path] = read_classes(path)
+    if not found:
+        return None
+    (path, names), *others = found.items()
+    for other, other_names in others:
+        if other_names != names:
+            raise UserError(f"{path} and {other} name different classes; give the .rec files one set of names")
+    first = labels[:, 0] if labels.ndim == 2 else labels
+    if len(first):
+        check_class_names(path, names, float(np.nanmax(first)))
+    return names
 
 
 class RecSource:
@@ -44,6 +88,7 @@ class RecSource:
         self.offsets = np.concatenate(self.offsets)
         self.files = np.concatenate(self.files)
         self.labels = _stack_labels(labels, np.concatenate(counts))
+        self.classes = _classes_beside(rec_paths, self.labels)
         self.skipped_no_image = n_empty
         self.names = rec_paths
 

@@ -99,7 +99,7 @@ def test_edge_values_still_accepted():
 # other scripts' flags, parsed in this process (no Python to start): (script, argv, the flag named)
 MORE = [
     ("fine-tune.py", ["--pretrained-model", "m", "--num-classes", "3", "--top-k", "5"], "--top-k"),
-    ("train_imagenet.py", ["--top-k", "1001"], "--top-k"),
+    ("train_imagenet.py", ["--num-classes", "1000", "--top-k", "1001"], "--top-k"),  # without it: the data's count
     ("train_imagenet.py", ["--min-random-area", "0"], "--min-random-area"),
     ("train_cifar10.py", ["--brightness", "2"], "--brightness"),
     ("train_cifar10.py", ["--random-mirror", "2"], "--random-mirror"),

@@ -69,7 +69,9 @@ def test_list_splits_match_live_mxnet(cli, fixtures, mxnet_python, tmp_path):
     cli(IM2REC, *flags, tmp_path / "ours" / "t", fixtures / "im2rec_src", check=0)
     subprocess.run([mxnet_python, peer_script, *flags, tmp_path / "peer" / "t", fixtures / "im2rec_src"], check=True)
     names = sorted(os.listdir(tmp_path / "peer"))
-    assert names == sorted(os.listdir(tmp_path / "ours"))
+    ours = sorted(os.listdir(tmp_path / "ours"))
+    assert names == [n for n in ours if not n.endswith(".classes")]  # the class names: ours only, beside each list
+    assert [n for n in ours if n.endswith(".classes")] == [n.replace(".lst", ".classes") for n in names]
     assert "t_1_test.lst" in names
     for name in names:
         assert (tmp_path / "ours" / name).read_text() == (tmp_path / "peer" / name).read_text(), name

@@ -6,6 +6,8 @@ Same command line, file names and formats as MXNet's tools/im2rec.py. Packing ru
 the same code runs under any multiprocessing start method. A JPEG whose short side is at least twice --resize is
 decoded at reduced scale in the DCT domain. Records are written in list order; failures are skipped, counted and
 listed in PREFIX_failed.lst (or fatal with --strict), and the .rec/.idx appear under their names only when done.
+With --recursive, --list also keeps the class names (folder -> label) in PREFIX.classes beside each .lst, one a
+line; PREFIX.rec is packed beside it, so training, score.py and predict.py name the classes (MXNet ignores it).
 Without reduced-scale decoding the records match MXNet 1.9.1's byte for byte (the golden tiny.rec is reproduced
 exactly with the OpenCV and libjpeg-turbo of this project's environment).
 
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 from common import flags, image
 from common.recordio import IRHeader, MXIndexedRecordIO, pack
+from common.sources import CLASSES_EXT, check_class_names, read_classes, write_classes
 from common.util import UserError, atomic_write, main_guard, read_lines
 
 FAILED_SUFFIX = "_failed.lst"
@@ -93,7 +96,8 @@ def check_args(args):
 
 
 def list_images(root, recursive, exts):
-    """Return [(index, relative path, label)] in walk order; with recursive, each image folder is one label."""
+    """Return ([(index, relative path, label)] in walk order, class names by label or None); with recursive, each
+    image folder is one label, named by its path under root."""
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in exts}
     items, labels = [], {}
     if recursive:
@@ -111,18 +115,21 @@ def list_images(root, recursive, exts):
             fpath = os.path.join(root, fname)
             if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
                 items.append((len(items), fname, 0))
-    return items
+    return items, ([os.path.relpath(path, root) for path in labels] if recursive else None)
 
 
-def write_list(path, items):
-    """Write a .lst atomically: `index<TAB>label<TAB>path` per line, labels printed with %f."""
+def write_list(path, items, classes=None):
+    """Write a .lst atomically: `index<TAB>label<TAB>path` per line, labels printed with %f; and its class names
+    (when known) beside it, BASE.classes."""
     lines = ["\t".join([str(i), *(f"{x:f}" for x in labels), rel]) + "\n" for i, rel, *labels in items]
     atomic_write(path, "".join(lines), mode="w")
+    if classes is not None:
+        write_classes(os.path.splitext(path)[0] + CLASSES_EXT, classes)
 
 
 def make_list(args):
     """Write PREFIX.lst (or the _train/_val/_test and _N chunk files) from the images under root."""
-    items = list_images(args.root, args.recursive, args.exts)
+    items, classes = list_images(args.root, args.recursive, args.exts)
     if not items:
         raise UserError(f"no image with extension {' '.join(args.exts)} under {args.root} (try --recursive or --exts)")
     if args.shuffle:
@@ -133,13 +140,15 @@ def make_list(args):
         base = args.prefix + (f"_{c}" if args.chunks > 1 else "")
         n_train, n_test = int(chunk_size * args.train_ratio), int(chunk_size * args.test_ratio)
         if args.train_ratio == 1.0:
-            write_list(base + ".lst", chunk)
+            write_list(base + ".lst", chunk, classes)
             continue
         if args.test_ratio:
-            write_list(base + "_test.lst", chunk[:n_test])
+            write_list(base + "_test.lst", chunk[:n_test], classes)
         if args.train_ratio + args.test_ratio < 1.0:
-            write_list(base + "_val.lst", chunk[n_test + n_train :])
-        write_list(base + "_train.lst", chunk[n_test : n_test + n_train])
+            write_list(base + "_val.lst", chunk[n_test + n_train :], classes)
+        write_list(base + "_train.lst", chunk[n_test : n_test + n_train], classes)
+    if classes is not None:  # stdout keeps MXNet's table alone
+        print(f"class names: {len(classes)} in {args.prefix}*{CLASSES_EXT}, beside each .lst", file=sys.stderr)
 
 
 def read_list(path):
@@ -249,6 +258,9 @@ def pack_list(args, lst_path):
     """Pack the images of one .lst into BASE.rec and BASE.idx beside it; return (written, failures)."""
     base = os.path.splitext(lst_path)[0]
     items = read_list(lst_path)
+    names_path = base + CLASSES_EXT  # the class names of the .lst stay beside the .rec (same base)
+    if os.path.isfile(names_path) and items:
+        check_class_names(names_path, read_classes(names_path), max(labels[0] for _, labels, _ in items))
     failures, written, start = [], 0, time.perf_counter()
     bar = tqdm(total=len(items), unit="img", desc=os.path.basename(lst_path), file=sys.stderr, disable=None)
     with MXIndexedRecordIO(base + ".idx", base + ".rec", "w") as record:
