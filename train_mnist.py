@@ -1,8 +1,11 @@
 """Train MNIST (mlp or lenet) with MXNet's example interface; offline it trains on the bundled sample."""
 
 import argparse
+import logging
 import os
 import sys
+
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -10,8 +13,21 @@ from common import data, dist, fit, flags, networks  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 from data import mnist  # noqa: E402
 
-# Defaults when only the bundled 4,000-digit sample is at hand: LeNet reaches 0.975 by epoch 5, then the lr drops.
-SAMPLE_DEFAULTS = {"num_epochs": 8, "lr_step_epochs": "5", "num_examples": 4000}
+# Defaults when only the bundled 4,000-digit sample is at hand (flags given on the command line override them).
+# LeNet without augmentation stops at 0.973 validation accuracy; random shifts of up to 2 pixels, a cosine schedule
+# and label smoothing take it to 0.988 / 0.985 / 0.983 (seeds 0, 1, 2) in 19-20 s on 2 idle CPU cores (measured
+# with /usr/bin/time, 28 s of CPU time); tests/test_main_job.py holds it to 0.98.
+SAMPLE_DEFAULTS = {
+    "network": "lenet",
+    "num_epochs": 20,
+    "cosine": 1,
+    "lr": 0.05,
+    "label_smoothing": 0.1,
+    "pad_size": 2,
+    "disp_batches": 20,
+    "model_prefix": "runs/mnist-sample/lenet",  # runs/ is git-ignored
+    "num_examples": 4000,
+}
 
 
 def parse_args(argv=None):
@@ -35,6 +51,7 @@ def parse_args(argv=None):
         image_shape="1,28,28",
         rgb_mean="0,0,0",
         rgb_std="255,255,255",  # pixels to [0, 1], as MXNet's to4d
+        fill_value=0,  # --pad-size shifts bring in MNIST's black background
     )
     return parser, flags.at_most(parser, parser.parse_args(argv), "top_k", "num_classes")
 
@@ -47,10 +64,38 @@ def mnist_loader(arrays):
             return data.get_rec_iter(args, kv)
         train_x, train_y, val_x, val_y = arrays
         common = dict(seed=args.seed, part_index=kv.rank, num_parts=kv.num_workers)
-        train = data.ArrayIter(train_x, train_y, args.batch_size, shuffle=True, **common)
+        train = ShiftedArrayIter(train_x, train_y, args.batch_size, args.pad_size, args.fill_value, **common)
         return train, data.ArrayIter(val_x, val_y, args.batch_size, shuffle=False, **common)
 
     return loader
+
+
+class ShiftedArrayIter(data.ArrayIter):
+    """--pad-size P on in-memory images, as MXNet's pad-then-random-crop: each moves by up to P pixels each way."""
+
+    def __init__(self, images, labels, batch_size, pad, fill, **common):
+        super().__init__(images, labels, batch_size, shuffle=True, **common)
+        self.pad, self.fill = pad, fill
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch * 101 + self.part_index)  # resumable
+        for x, y in super().__iter__():  # x: (N, H, W, C) uint8
+            if not self.pad:
+                yield x, y
+                continue
+            n, h, w, c, p = *x.shape, self.pad
+            padded = torch.full((n, h + 2 * p, w + 2 * p, c), self.fill, dtype=x.dtype)
+            padded[:, p : p + h, p : p + w] = x
+            dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
+            rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
+            yield padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]], y
+
+
+def given_flags(parser, argv):
+    """The destinations of the flags given on the command line (not their defaults)."""
+    unset = object()
+    probe = argparse.Namespace(**{a.dest: unset for a in parser._actions})  # argparse fills in only what is given
+    return {k for k, v in vars(parser.parse_args(argv, namespace=probe)).items() if v is not unset}
 
 
 @main_guard
@@ -60,18 +105,19 @@ def main(argv=None):
     arrays = None
     if not args.benchmark:
         *arrays, kind = mnist.load(args.data_dir, args.mnist_mirror)
-        if kind == "sample":  # flags the user left at their defaults take the sample's
-            given = parser.parse_args([], namespace=argparse.Namespace())
-            for key, value in SAMPLE_DEFAULTS.items():
-                if getattr(args, key) == getattr(given, key):
-                    setattr(args, key, value)
+        if kind == "sample":  # flags the user did not give take the sample's defaults
+            taken = {k: v for k, v in SAMPLE_DEFAULTS.items() if k not in given_flags(parser, argv)}
+            vars(args).update(taken)
+            said = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
+            logging.getLogger(__name__).warning("defaults for the sample: %s (give a flag to change one)", said)
         labels = arrays[1]
         if labels.max() >= args.num_classes:
             raise UserError(f"MNIST label {labels.max():g} is outside [0, {args.num_classes}); raise --num-classes")
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
-    fit.fit(args, networks.get_network(args), mnist_loader(arrays))
+    defaults = vars(parser.parse_args([]))  # the start-up line shows what differs from these
+    fit.fit(args, networks.get_network(args), mnist_loader(arrays), defaults=defaults)
 
 
 if __name__ == "__main__":

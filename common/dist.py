@@ -15,6 +15,7 @@ with its host (tools/launch.py passes MXTORCH_HOSTS, one host per rank) instead 
 """
 
 import datetime
+import logging
 import os
 import socket
 import subprocess
@@ -143,7 +144,7 @@ def local_workers(args):
         )
     if getattr(args, "num_workers", 1) < 1:
         raise UserError(f"--num-workers {args.num_workers}: the number of worker processes must be at least 1")
-    devices = [g for g in (args.gpus or "").split(",") if g.strip()]
+    devices = gpu_ids(args.gpus)
     if devices and not torch.cuda.is_available():  # said once, before any worker starts
         raise UserError(f"--gpus {args.gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")
     count = len(devices) or getattr(args, "num_workers", 1) or 1
@@ -152,10 +153,19 @@ def local_workers(args):
     return 1 if _launched() else count
 
 
+def gpu_ids(gpus):
+    """The GPU numbers --gpus names (as strings); auto: every visible GPU, none when there is none."""
+    if (gpus or "").strip() == "auto":
+        return [str(i) for i in range(torch.cuda.device_count())]
+    return [g for g in (gpus or "").split(",") if g.strip()]
+
+
 def get_device(gpus, local_rank=0, local_size=1):
-    """--gpus '' or unset is the CPU; otherwise this process's GPU: entry local_rank of the list."""
-    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    """--gpus '' or unset is the CPU; otherwise this process's GPU: entry local_rank of the list (auto: all)."""
+    ids = gpu_ids(gpus)
     if not ids:
+        if (gpus or "").strip() == "auto" and local_rank == 0:
+            logging.info("--gpus auto: no CUDA GPU is visible here; training on the CPU")
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError(f"--gpus {gpus}: no CUDA GPU is available here; pass --gpus '' to train on the CPU")

@@ -309,7 +309,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
     if kv.rank == 0:
         logging.info("start with arguments %s", reporting.changed_settings(args, defaults) or "(the defaults)")
         if log_file:
-            handler = reporting.log_to_file(log_file, args, fmt)
+            handler = reporting.log_to_file(log_file, args, fmt, "--log-file" if args.log_file else "--model-prefix")
     device = dist.get_device(args.gpus, kv.local_rank, kv.local_size)
     batch = args.batch_size // kv.share  # the batch of one process; --batch-size is a worker's (a host's), as MXNet
     begin = dist.from_rank0(lambda: checkpoint.resolve_load_epoch(args.model_prefix, args.load_epoch))

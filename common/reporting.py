@@ -1,7 +1,8 @@
-"""What the training loop reports besides its log lines: the progress bar, TensorBoard scalars, a NaN stop."""
+"""What the training loop reports besides its log lines: progress bar, log file, TensorBoard scalars, a NaN stop."""
 
 import logging
 import math
+import os
 
 import torch
 
@@ -38,10 +39,41 @@ def check_weights(prefix, model, epoch):
 
 
 def progress(iterable, total, epoch):
-    """A tqdm progress bar over one epoch's batches (rank 0 on a terminal)."""
+    """A tqdm progress bar over one epoch's batches (rank 0 on a terminal); its ETA is tqdm's."""
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=f"Epoch[{epoch}]", leave=False, dynamic_ncols=True)
+
+
+def show(bar, values):
+    """Put the loss and accuracy (host values the Speed line already read) on a progress bar; no bar: nothing."""
+    if hasattr(bar, "set_postfix"):
+        bar.set_postfix(loss=f"{values['_loss']:.4f}", accuracy=f"{values['accuracy']:.4f}", refresh=False)
+
+
+def changed_settings(args, defaults):
+    """'name=value' for each setting of args that differs from defaults (all of them without defaults)."""
+    return " ".join(f"{k}={v!r}" for k, v in vars(args).items() if defaults is None or defaults.get(k, v) != v)
+
+
+def log_to_file(path, settings, fmt, flag="--log-file"):
+    """Copy every log line from now on into path (appended: a resumed run continues it), first the full settings.
+
+    flag: the flag that named path, for the error line."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as err:
+        blocker = folder
+        while blocker != os.path.dirname(blocker) and not os.path.exists(blocker):
+            blocker = os.path.dirname(blocker)
+        why = f"{blocker} is a file, not a folder" if os.path.isfile(blocker) else (err.strerror or str(err))
+        raise UserError(f"{flag} {path}: cannot write the log file: {why}; fix the folder or change {flag}") from None
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.handle(logging.makeLogRecord({"msg": "all settings %s", "args": (settings,), "levelname": "INFO"}))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def board(folder):

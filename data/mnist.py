@@ -66,12 +66,25 @@ def download(data_dir, mirror=None):
     return paths
 
 
+def _missing_folders(path):
+    """The folders of path that do not exist yet, innermost first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def load(data_dir, mirror=None):
     """(train images, train labels, val images, val labels, 'full'|'sample'); images uint8 (N, 28, 28, 1)."""
+    made = _missing_folders(data_dir)  # the folders a download would create (innermost first)
     try:
         p = download(data_dir, mirror)
         names, kind = [p[n] for n in FILES], "full"
     except OSError as err:
+        for folder in made:  # an offline run leaves no empty folder behind
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
         logging.getLogger(__name__).warning(
             "MNIST could not be downloaded (%s); training on the bundled 4,000-digit sample", err
         )
