@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import dist, flags, scoring_bench  # noqa: E402
+from common import flags  # noqa: E402
 from common.util import main_guard  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def parse_args(argv):
         "--batch-size",
         "--batch-sizes",
         dest="batch_sizes",
-        default=",".join(map(str, scoring_bench.DEFAULT_BATCHES)),
+        default="1,2,4,8,16,32",  # common.scoring_bench.DEFAULT_BATCHES (loaded after parsing)
         help="comma-separated batch sizes (0: this default)",
     )
     p.add_argument(
@@ -52,6 +52,8 @@ def parse_args(argv):
 def main(argv=None):
     """Measure inference images/sec of every network at every batch size; log, write the CSV and the PNG."""
     args = parse_args(argv)
+    from common import dist, scoring_bench  # after parsing: --help answers before torch loads
+
     logging.basicConfig(level=logging.INFO)  # MXNet's format: INFO:root:network: resnet-50
     names = scoring_bench.parse_networks(args.networks)
     sizes = scoring_bench.parse_batch_sizes(args.batch_sizes)

@@ -14,35 +14,32 @@ import logging
 import os
 import sys
 
-import torch
-from torch import nn
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import augment, checkpoint, data, dist, fit, flags, modelzoo, mximport, networks  # noqa: E402
+from common import flags, options  # noqa: E402 - flags only: --help answers before torch loads
 from common.util import UserError, main_guard, parse_shape  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser():
     """MXNet's fine-tune flags and defaults, with the fit and data groups."""
     # conflict_handler: the Fine-tune group's --load-epoch (MXNet's meaning here: the pretrained model's epoch)
     # replaces the Training group's (resume); a fine-tune run starts from the pretrained model, as in MXNet
     parser = argparse.ArgumentParser(
         description="fine-tune a pretrained model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=options.HelpFormatter,
         conflict_handler="resolve",
     )
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
-    aug = augment.add_data_aug_args(parser)
-    augment.set_data_aug_level(aug, 2)
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
+    aug = options.add_data_aug_args(parser)
+    options.set_data_aug_level(aug, 2)
     ft = parser.add_argument_group("Fine-tune", "the pretrained model")
     ft.add_argument("--pretrained-model", required=True, help="checkpoint prefix (ours or MXNet's) or a zoo name")
     ft.add_argument(
         "--load-epoch",
         "--pretrained-epoch",
         dest="pretrained_epoch",
-        type=checkpoint.load_epoch_flag,
+        type=flags.load_epoch,
         help="epoch of the pretrained checkpoint, or best (MXNet's fine-tune.py --load-epoch; default: the last)",
     )
     ft.add_argument("--layer-before-fullc", default="auto", help="the last layer kept; auto: the classifier's input")
@@ -61,7 +58,13 @@ def parse_args(argv=None):
         wd=0,
         mom=0,
     )
-    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
+    return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line."""
+    parser = build_parser()
+    return flags.at_most(parser, options.parse_args(parser, argv), "top_k", "num_classes")
 
 
 def prepare(args):
@@ -69,6 +72,10 @@ def prepare(args):
 
     Returns (model, name of the new classifier, checkpoint.Pretrained: what PREFIX-symbol.json records of it).
     """
+    from torch import nn
+
+    from common import checkpoint, data, modelzoo, mximport, networks  # after parsing: see the imports above
+
     model, info = modelzoo.load_model(args.pretrained_model, args.pretrained_epoch, "--pretrained-model")
     pre = info.get("preprocess") or {}
     args.image_shape = args.image_shape or ",".join(str(v) for v in pre.get("image_shape", (3, 224, 224)))
@@ -112,6 +119,10 @@ def tune_backbone(model, head, freeze, lr_mult):
 def main(argv=None):
     """Fine-tune --pretrained-model on --data-train, checkpoints under --model-prefix."""
     args = parse_args(argv)
+    import torch
+
+    from common import data, dist, fit  # after parsing: torch loads only for a run
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     torch.manual_seed(args.seed)  # the new classifier's initial weights follow --seed
     model, head, pretrained = prepare(args)  # before the workers start: a bad pretrained model is named once
@@ -119,7 +130,8 @@ def main(argv=None):
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
-    return fit.fit(args, model, data.get_rec_iter, pretrained=pretrained)
+    defaults = options.defaults(build_parser())
+    return fit.fit(args, model, data.get_rec_iter, pretrained=pretrained, defaults=defaults)
 
 
 if __name__ == "__main__":

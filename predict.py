@@ -9,22 +9,15 @@ A file that cannot be read is skipped with one line on stderr; the others are pr
 import argparse
 import json
 import os
-import sys
 
-import cv2
-import numpy as np
-import torch
-
-from common import checkpoint, dist, flags, modelzoo
-from common.augment import DeviceTransform
-from common.image import decode
-from common.inference import read_synset, resolve_preprocess
-from common.sources import IMAGE_EXTS
+from common import flags, options
 from common.util import UserError, atomic_write, main_guard
 
 
 def list_images(paths):
     """The image files named, and those found (sorted, recursively) in the folders named."""
+    from common.sources import IMAGE_EXTS
+
     files = []
     for path in paths:
         if os.path.isdir(path):
@@ -39,70 +32,15 @@ def list_images(paths):
     return files
 
 
-def load_image(path, pre):
-    """Decode path, resize its short side and centre-crop to pre.shape: (H, W, C) uint8 RGB."""
-    try:
-        with open(path, "rb") as f:
-            img, _ = decode(f.read(), pre.shape[0])
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
-    c, h, w = pre.shape
-    side = pre.resize or round(max(h, w) / 0.875)
-    scale = side / min(img.shape[:2])
-    size = (max(w, round(img.shape[1] * scale)), max(h, round(img.shape[0] * scale)))
-    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-    img = img[y : y + h, x : x + w]
-    return img.reshape(h, w, c)
-
-
-def load_batch(paths, pre, failed):
-    """(paths read, their images); each file that cannot be read is skipped with one line on stderr, and listed in
-    failed."""
-    chunk, images = [], []
-    for path in paths:
-        try:
-            images.append(load_image(path, pre))
-            chunk.append(path)
-        except UserError as err:
-            print(f"skipped {err}", file=sys.stderr)
-            failed.append(path)
-    return chunk, images
-
-
-@torch.inference_mode()
-def predict(model, files, pre, device, top_k, batch_size, classes):
-    """([{path, top: [{class, name, probability}]}] for each readable file, top_k classes by probability;
-    [paths that could not be read])."""
-    transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
-    results, failed = [], []
-    for start in range(0, len(files), batch_size):
-        chunk, images = load_batch(files[start : start + batch_size], pre, failed)
-        if not images:
-            continue
-        batch = torch.from_numpy(np.stack(images)).to(device)
-        prob = torch.softmax(model(transform(batch)).float(), dim=1)
-        if classes and len(classes) != prob.shape[1]:
-            raise UserError(
-                f"{len(classes)} class names for a model with {prob.shape[1]} outputs; "
-                f"give --synset a file of {prob.shape[1]} lines, one name per class"
-            )
-        p, idx = prob.topk(min(top_k, prob.shape[1]), dim=1)
-        for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
-            top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]
-            results.append({"path": path, "top": top})
-    return results, failed
-
-
 @main_guard
 def main(argv=None):
     """Print the top-K classes of each image; --json also writes them as JSON."""
-    p = argparse.ArgumentParser(description="predict the classes of images")
+    p = argparse.ArgumentParser(description="predict the classes of images", formatter_class=options.HelpFormatter)
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
     p.add_argument(
         "--load-epoch",
-        type=checkpoint.load_epoch_flag,
+        type=flags.load_epoch,
         help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
     )
     p.add_argument("--top-k", type=flags.count(), default=5, help="how many classes to show per image")
@@ -118,6 +56,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=flags.count(), default=32, help="images per forward pass")
     p.add_argument("--gpus", type=str, default="", help="the gpu to use, e.g. 0; empty means the CPU")
     args = p.parse_args(argv)
+    from common import dist, modelzoo  # after parsing: --help answers before torch loads
+    from common.inference import predict, read_synset, resolve_preprocess
+
     files = list_images(args.images)
     device = dist.get_device(args.gpus)
     model, info = modelzoo.load_model(args.model, args.load_epoch)

@@ -11,20 +11,7 @@ import argparse
 import json
 import logging
 
-import torch
-
-from common import checkpoint, data, dist, figures, flags, modelzoo, networks
-from common.augment import DeviceTransform
-from common.inference import (
-    DTYPES,
-    evaluate,
-    log_summary,
-    read_synset,
-    resolve_preprocess,
-    score_int8,
-    summarize,
-    val_iter,
-)
+from common import flags, options
 from common.util import atomic_write, choice_error, main_guard
 
 
@@ -34,7 +21,7 @@ def add_score_args(parser):
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
     p.add_argument(
         "--load-epoch",
-        type=checkpoint.load_epoch_flag,
+        type=flags.load_epoch,
         help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
     )
     p.add_argument("--data-val", required=True, help="the validation data: .rec file(s) or class folders")
@@ -65,7 +52,23 @@ def add_score_args(parser):
 @main_guard
 def main(argv=None):
     """Score --model on --data-val."""
-    args = add_score_args(argparse.ArgumentParser(description="score a model on a dataset")).parse_args(argv)
+    parser = argparse.ArgumentParser(description="score a model on a dataset", formatter_class=options.HelpFormatter)
+    args = add_score_args(parser).parse_args(argv)
+    import torch  # after parsing: --help answers before torch loads
+
+    from common import data, dist, figures, modelzoo, networks
+    from common.augment import DeviceTransform
+    from common.inference import (
+        DTYPES,
+        evaluate,
+        log_summary,
+        read_synset,
+        resolve_preprocess,
+        score_int8,
+        summarize,
+        val_iter,
+    )
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     logging.info(args)
     if args.dtype not in DTYPES:

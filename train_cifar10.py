@@ -6,22 +6,20 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import augment, data, dist, fit, flags, networks  # noqa: E402
+from common import flags, options  # noqa: E402 - flags only: --help answers before torch loads
 from common.util import main_guard  # noqa: E402
 from data import cifar10  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser():
     """MXNet's train_cifar10 flags and defaults."""
-    parser = argparse.ArgumentParser(
-        description="train cifar10", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description="train cifar10", formatter_class=options.HelpFormatter)
     parser.add_argument("--data-dir", type=str, default="data/cifar10", help="where the .rec files are made")
     parser.add_argument("--cifar10-url", type=str, default=cifar10.URL, help="the CIFAR-10 python archive")
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
-    aug = augment.add_data_aug_args(parser)
-    augment.set_data_aug_level(aug, 2)
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
+    aug = options.add_data_aug_args(parser)
+    options.set_data_aug_level(aug, 2)
     parser.set_defaults(
         network="resnet",
         num_layers=110,
@@ -34,13 +32,21 @@ def parse_args(argv=None):
         lr=0.05,
         lr_step_epochs="200,250",
     )
-    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
+    return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line."""
+    parser = build_parser()
+    return flags.at_most(parser, options.parse_args(parser, argv), "top_k", "num_classes")
 
 
 @main_guard
 def main(argv=None):
     """Make the .rec files if they are missing, build the network, train."""
     args = parse_args(argv)
+    from common import data, dist, fit, networks  # after parsing: torch loads only for a run
+
     classes = None
     if not args.benchmark and not (args.data_train and args.data_val):
         train_rec, val_rec = cifar10.prepare(args.data_dir, args.cifar10_url)
@@ -51,7 +57,8 @@ def main(argv=None):
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
     data.resolve_num_classes(args, 10)  # before the network: its classifier has that many outputs
-    fit.fit(args, networks.get_network(args), data.get_rec_iter, classes=classes)
+    defaults = options.defaults(build_parser())
+    fit.fit(args, networks.get_network(args), data.get_rec_iter, classes=classes, defaults=defaults)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import augment, data, dist, fit, flags, networks  # noqa: E402
+from common import flags, options  # noqa: E402 - flags only: --help answers before torch loads
 from common.util import main_guard  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser():
     """MXNet's train_imagenet flags and defaults (augmentation level 3)."""
-    parser = argparse.ArgumentParser(
-        description="train imagenet-1k", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
-    aug = augment.add_data_aug_args(parser)
-    augment.set_data_aug_level(aug, 3)
+    parser = argparse.ArgumentParser(description="train imagenet-1k", formatter_class=options.HelpFormatter)
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
+    aug = options.add_data_aug_args(parser)
+    options.set_data_aug_level(aug, 3)
     parser.set_defaults(
         network="resnet",
         num_layers=50,
@@ -30,18 +28,26 @@ def parse_args(argv=None):
         lr_step_epochs="30,60",
         dtype="float32",
     )
-    return flags.at_most(parser, augment.parse_args(parser, argv), "top_k", "num_classes")
+    return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line."""
+    parser = build_parser()
+    return flags.at_most(parser, options.parse_args(parser, argv), "top_k", "num_classes")
 
 
 @main_guard
 def main(argv=None):
     """Build the network and train it on --data-train / --data-val (or synthetic data with --benchmark 1)."""
     args = parse_args(argv)
+    from common import data, dist, fit, networks  # after parsing: torch loads only for a run
+
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
     data.resolve_num_classes(args, 1000)  # before the network: its classifier has that many outputs
-    fit.fit(args, networks.get_network(args), data.get_rec_iter)
+    fit.fit(args, networks.get_network(args), data.get_rec_iter, defaults=options.defaults(build_parser()))
 
 
 if __name__ == "__main__":

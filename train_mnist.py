@@ -5,11 +5,9 @@ import logging
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import data, dist, fit, flags, networks  # noqa: E402
+from common import flags, options  # noqa: E402 - flags only: --help answers before torch loads
 from common.util import UserError, main_guard  # noqa: E402
 from data import mnist  # noqa: E402
 
@@ -32,12 +30,12 @@ SAMPLE_DEFAULTS = {
 
 def parse_args(argv=None):
     """MXNet's train_mnist flags and defaults, plus the data flags the loop reads."""
-    parser = argparse.ArgumentParser(description="train mnist", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description="train mnist", formatter_class=options.HelpFormatter)
     parser.add_argument("--data-dir", type=str, default="data/mnist", help="where the MNIST idx files are kept")
     parser.add_argument("--add_stn", action="store_true", help="lenet: a spatial transformer in front (MXNet's flag)")
     parser.add_argument("--mnist-mirror", type=str, help="base URL of the idx files (default: the public mirrors)")
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
     parser.set_defaults(
         network="mlp",
         gpus=None,
@@ -60,53 +58,29 @@ def mnist_loader(arrays):
     """A data_loader for fit(): in-memory iterators, this worker's part of the training set (synthetic: none)."""
 
     def loader(args, kv):
+        from common import data
+
         if args.benchmark:  # MXNet's synthetic batch; the MNIST arrays are not loaded
             return data.get_rec_iter(args, kv)
         train_x, train_y, val_x, val_y = arrays
         common = dict(seed=args.seed, part_index=kv.rank, num_parts=kv.num_workers)
-        train = ShiftedArrayIter(train_x, train_y, args.batch_size, args.pad_size, args.fill_value, **common)
+        train = data.ShiftedArrayIter(train_x, train_y, args.batch_size, args.pad_size, args.fill_value, **common)
         return train, data.ArrayIter(val_x, val_y, args.batch_size, shuffle=False, **common)
 
     return loader
-
-
-class ShiftedArrayIter(data.ArrayIter):
-    """--pad-size P on in-memory images, as MXNet's pad-then-random-crop: each moves by up to P pixels each way."""
-
-    def __init__(self, images, labels, batch_size, pad, fill, **common):
-        super().__init__(images, labels, batch_size, shuffle=True, **common)
-        self.pad, self.fill = pad, fill
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch * 101 + self.part_index)  # resumable
-        for x, y in super().__iter__():  # x: (N, H, W, C) uint8
-            if not self.pad:
-                yield x, y
-                continue
-            n, h, w, c, p = *x.shape, self.pad
-            padded = torch.full((n, h + 2 * p, w + 2 * p, c), self.fill, dtype=x.dtype)
-            padded[:, p : p + h, p : p + w] = x
-            dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
-            rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
-            yield padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]], y
-
-
-def given_flags(parser, argv):
-    """The destinations of the flags given on the command line (not their defaults)."""
-    unset = object()
-    probe = argparse.Namespace(**{a.dest: unset for a in parser._actions})  # argparse fills in only what is given
-    return {k for k, v in vars(parser.parse_args(argv, namespace=probe)).items() if v is not unset}
 
 
 @main_guard
 def main(argv=None):
     """Load or download MNIST, build the network, train."""
     parser, args = parse_args(argv)
+    from common import dist, fit, networks  # after parsing: torch loads only for a run
+
     arrays = None
     if not args.benchmark:
         *arrays, kind = mnist.load(args.data_dir, args.mnist_mirror)
         if kind == "sample":  # flags the user did not give take the sample's defaults
-            taken = {k: v for k, v in SAMPLE_DEFAULTS.items() if k not in given_flags(parser, argv)}
+            taken = {k: v for k, v in SAMPLE_DEFAULTS.items() if k not in options.given_flags(parser, argv)}
             vars(args).update(taken)
             said = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
             logging.getLogger(__name__).warning("defaults for the sample: %s (give a flag to change one)", said)
@@ -116,7 +90,7 @@ def main(argv=None):
     workers = dist.local_workers(args)
     if workers > 1:  # several devices here: this process starts one worker per device and waits for them
         sys.exit(dist.spawn_local(workers))
-    defaults = vars(parser.parse_args([]))  # the start-up line shows what differs from these
+    defaults = options.defaults(parser)  # the start-up line shows what differs from these
     fit.fit(args, networks.get_network(args), mnist_loader(arrays), defaults=defaults)
 
 

@@ -8,16 +8,15 @@ Colour jitter, PCA lighting noise and rotate/shear run on whole uint8 batches af
 (DeviceTransform): one vectorised implementation that serves both decoder backends and costs nothing on a GPU.
 """
 
-import dataclasses
 import math
-import sys
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import flags, image
+from common import image
+from common.options import Augmentation
 from common.util import UserError, parse_floats
 
 # ImageNet RGB covariance eigen-decomposition on the 0-255 scale (AlexNet's lighting noise)
@@ -25,120 +24,6 @@ PCA_EIGVAL = (55.46, 4.794, 1.148)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 LUMA = (0.299, 0.587, 0.114)
 TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
-
-
-def _flag(default, help, type=None, group=True):
-    """A field of Augmentation with its flag's help (and type, when not the annotation); group=False: a Data flag."""
-    return dataclasses.field(default=default, metadata={"help": help, "type": type, "group": group})
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """What the image flags ask of the decoders and the device, built once from them; defaults are the flags'."""
-
-    random_crop: int = _flag(0, "if or not randomly crop the image", flags.switch())
-    random_mirror: int = _flag(0, "if or not randomly flip horizontally", flags.switch())
-    max_random_h: int = _flag(0, "max change of hue, whose range is [0, 180]", flags.integer(0, 180))
-    max_random_s: int = _flag(0, "max change of saturation, in [0, 255]", flags.integer(0, 255))
-    max_random_l: int = _flag(0, "max change of intensity, in [0, 255]", flags.integer(0, 255))
-    min_random_aspect_ratio: float | None = _flag(
-        None, "min value of aspect ratio, None or a positive value", flags.number(above=0)
-    )
-    max_random_aspect_ratio: float = _flag(
-        0, "max value of aspect ratio; with no min, the range is [1-max, 1+max]", flags.number(min=0)
-    )
-    max_random_rotate_angle: int = _flag(0, "max angle to rotate, in [0, 360]", flags.integer(0, 360))
-    max_random_shear_ratio: float = _flag(0, "max ratio to shear, in [0, 1]", flags.fraction())
-    max_random_scale: float = _flag(1, "max ratio to scale", flags.number(above=0))
-    min_random_scale: float = _flag(1, "min ratio to scale, should >= img_size/input_shape", flags.number(above=0))
-    max_random_area: float = _flag(1, "max area to crop in random resized crop", flags.number(above=0, max=1))
-    min_random_area: float = _flag(1, "min area to crop in random resized crop", flags.number(above=0, max=1))
-    random_resized_crop: int = _flag(0, "whether to use random resized crop", flags.switch())
-    brightness: float = _flag(0, "brightness jittering, in [0, 1]", flags.fraction())
-    contrast: float = _flag(0, "contrast jittering, in [0, 1]", flags.fraction())
-    saturation: float = _flag(0, "saturation jittering, in [0, 1]", flags.fraction())
-    pca_noise: float = _flag(0, "pca noise, in [0, 1]", flags.fraction())
-    min_crop_size: int = _flag(
-        -1, "crop a random square of side in [min, max] crop size, then resize it (-1: off)", flags.integer(min=-1)
-    )
-    max_crop_size: int = _flag(-1, "see --min-crop-size", flags.integer(min=-1))
-    use_imagenet_data_augmentation: int = _flag(
-        0, "1: the ImageNet preset (random-resized crop, colour, PCA noise) for every flag not given", flags.switch()
-    )
-    pad_size: int = _flag(0, "padding the input image", group=False)
-    fill_value: int = _flag(127, "the value for padding and borders", group=False)
-    rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
-    rgb_std: str = _flag("1,1,1", "a tuple of size 3 for the std rgb", group=False)
-    max_image_pixels: int = _flag(
-        image.MAX_IMAGE_PIXELS, "skip (and count) an image whose header claims more pixels (0: no limit)", group=False
-    )
-
-    @classmethod
-    def of(cls, flags):
-        """The settings of parsed flags (an argparse namespace; flags it lacks keep their defaults), or flags itself."""
-        if isinstance(flags, cls):
-            return flags
-        return cls(**{f.name: getattr(flags, f.name) for f in dataclasses.fields(cls) if hasattr(flags, f.name)})
-
-
-AUGMENT = Augmentation()  # the defaults, which common.data's flags declare too
-
-
-def add_data_aug_args(parser):
-    """Add MXNet's augmentation flags (the `Image augmentations` group), one per field of Augmentation."""
-    aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
-    for f in dataclasses.fields(Augmentation):
-        if f.metadata["group"]:
-            kind = f.metadata["type"] or f.type  # the annotation: int or float
-            aug.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=f.metadata["help"])
-    return aug
-
-
-def set_data_aug_level(aug, level):
-    """Set MXNet's augmentation presets: 1 crop+mirror, 2 adds aspect/scale, 3 adds rotate/shear/colour."""
-    if level >= 1:
-        aug.set_defaults(random_crop=1, random_mirror=1)
-    if level >= 2:
-        aug.set_defaults(max_random_h=36, max_random_s=50, max_random_l=50)
-    if level >= 3:
-        aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
-
-
-def parse_args(parser, argv=None):
-    """parser.parse_args; with --use-imagenet-data-augmentation 1, the ImageNet preset fills every flag not given.
-
-    MXNet 1.9.1's train_imagenet.py set the preset's defaults after parsing, so they never applied; here they do,
-    and one line on stderr says so.
-    """
-    args = parser.parse_args(argv)
-    if getattr(args, "use_imagenet_data_augmentation", 0):
-        set_imagenet_aug(parser)
-        args = parser.parse_args(argv)
-        print(
-            f"{parser.prog}: --use-imagenet-data-augmentation 1: the ImageNet preset (random-resized crop, mirror, "
-            "colour, PCA noise, ImageNet std) applies to every augmentation flag not given (MXNet 1.9.1 meant to "
-            "and did not)",
-            file=sys.stderr,
-        )
-    return args
-
-
-def set_imagenet_aug(aug):
-    """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
-    aug.set_defaults(
-        rgb_mean="123.68,116.779,103.939",
-        rgb_std="58.393,57.12,57.375",
-        random_crop=0,
-        random_resized_crop=1,
-        random_mirror=1,
-        min_random_area=0.08,
-        max_random_aspect_ratio=4.0 / 3.0,
-        min_random_aspect_ratio=3.0 / 4.0,
-        brightness=0.4,
-        contrast=0.4,
-        saturation=0.4,
-        pca_noise=0.1,
-    )
 
 
 class Geometry:

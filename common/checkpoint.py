@@ -9,7 +9,6 @@
 Every file is written under a temporary name and renamed when complete, so a crash leaves the last good one.
 """
 
-import argparse
 import dataclasses
 import errno
 import json
@@ -19,7 +18,7 @@ import os
 import torch
 from safetensors.torch import load, save
 
-from common import figures, flags, validate
+from common import figures, validate
 from common.checkpoint_files import (  # noqa: F401 - note_best, keep_last: checkpoint.* for fit.py
     BEST,
     DIGEST_KEY,
@@ -52,19 +51,6 @@ def clean_name(name):
             if name.startswith(p):
                 name, changed = name[len(p) :], True
     return name
-
-
-def load_epoch_flag(text):
-    """argparse type of a --load-epoch that loads weights: an epoch number (>= 0) or best."""
-    if text == BEST:
-        return text
-    try:
-        return flags.integer(min=0)(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither an epoch number (>= 0) nor {BEST}") from None
-
-
-load_epoch_flag.__name__ = "epoch"
 
 
 def pick_epoch(prefix, epoch):

@@ -17,61 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from common import dali, flags
-from common.augment import AUGMENT, Augmentation, Geometry
+from common import dali
+from common.augment import Geometry
+from common.options import Augmentation
 from common.sources import FolderSource, open_source
 from common.util import UserError, choice_error, parse_shape
-
-
-def add_data_args(parser):
-    """Add MXNet's data flags (the `Data` group)."""
-    data = parser.add_argument_group("Data", "the input images")
-    data.add_argument(
-        "--data-train",
-        type=str,
-        help="the training data: a .rec file, several comma-separated, or a folder of class subfolders",
-    )
-    data.add_argument("--data-train-idx", type=str, default="", help="the index of the training data")
-    data.add_argument("--data-val", type=str, help="the validation data (.rec or class folders)")
-    data.add_argument("--data-val-idx", type=str, default="", help="the index of the validation data")
-    data.add_argument("--rgb-mean", type=str, default=AUGMENT.rgb_mean, help="a tuple of size 3 for the mean rgb")
-    data.add_argument("--rgb-std", type=str, default=AUGMENT.rgb_std, help="a tuple of size 3 for the std rgb")
-    data.add_argument("--pad-size", type=flags.integer(min=0), default=AUGMENT.pad_size, help="padding the input image")
-    data.add_argument(
-        "--fill-value",
-        type=flags.integer(min=0, max=255),
-        default=AUGMENT.fill_value,
-        help="the value for padding and borders",
-    )
-    data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
-    data.add_argument(
-        "--max-image-pixels",
-        type=flags.integer(min=0),
-        default=AUGMENT.max_image_pixels,
-        help="skip (and count) an image whose header claims more pixels, before decoding it (0: no limit)",
-    )
-    data.add_argument("--num-classes", type=flags.count(), help="the number of classes")
-    data.add_argument("--num-examples", type=flags.count(), help="the number of training examples")
-    data.add_argument(
-        "--data-nthreads", type=flags.integer(min=0), default=4, help="number of threads for data decoding"
-    )
-    data.add_argument(
-        "--benchmark", type=flags.switch(), default=0, help="if 1, then feed the network with synthetic data"
-    )
-    data.add_argument(
-        "--data-backend",
-        type=str,
-        default="auto",
-        help="decoder: auto or python (a pool of threads), or dali (NVIDIA DALI, when installed)",
-    )
-    data.add_argument(
-        "--shuffle-seed",
-        type=flags.seed(),
-        default=None,
-        help="seed of the per-epoch global shuffle (default: --seed, else 0)",
-    )
-    return data
-
 
 # ---------------------------------------------------------------- epoch order
 
@@ -211,6 +161,27 @@ class ArrayIter(ImageIter):
         for idx in self.batches():
             idx = torch.from_numpy(idx)
             yield self.images[idx], self.labels[idx]
+
+
+class ShiftedArrayIter(ArrayIter):
+    """--pad-size P on in-memory images, as MXNet's pad-then-random-crop: each moves by up to P pixels each way."""
+
+    def __init__(self, images, labels, batch_size, pad, fill, **common):
+        super().__init__(images, labels, batch_size, shuffle=True, **common)
+        self.pad, self.fill = pad, fill
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch * 101 + self.part_index)  # resumable
+        for x, y in super().__iter__():  # x: (N, H, W, C) uint8
+            if not self.pad:
+                yield x, y
+                continue
+            n, h, w, c, p = *x.shape, self.pad
+            padded = torch.full((n, h + 2 * p, w + 2 * p, c), self.fill, dtype=x.dtype)
+            padded[:, p : p + h, p : p + w] = x
+            dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
+            rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
+            yield padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]], y
 
 
 class SyntheticIter:

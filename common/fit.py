@@ -23,115 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, compression, data, dist, flags, reporting
-from common.augment import Augmentation, DeviceTransform
-from common.optim import OPTIMIZERS, init_weights, lr_schedule, lr_steps, make_optimizer, set_lr
+from common import checkpoint, compression, data, dist, reporting
+from common.augment import DeviceTransform
+from common.optim import init_weights, lr_schedule, lr_steps, make_optimizer, set_lr
+from common.options import LOSSES, Augmentation
 from common.util import UserError, choice_error, parse_shape
 
-LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def add_fit_args(parser):
-    """Add MXNet's training flags (the `Training` group) and the suite's own."""
-    t = parser.add_argument_group("Training", "model training")
-    t.add_argument("--network", type=str, help="the neural network to use")
-    t.add_argument(
-        "--num-layers", type=flags.count(), help="number of layers in the neural network, required by resnet etc."
-    )
-    # Family arguments: unset (None) leaves the family's own default in place (get_network drops None values).
-    t.add_argument("--batch-norm", type=int, choices=(0, 1), help="vgg: 1 adds BatchNorm after each convolution")
-    t.add_argument(
-        "--multiplier",
-        type=flags.number(above=0),
-        help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)",
-    )
-    t.add_argument("--num-group", type=flags.count(), help="resnext: groups of the 3x3 bottleneck convolution (32)")
-    t.add_argument(
-        "--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5; auto: every visible GPU. empty means using cpu"
-    )
-    t.add_argument(
-        "--kv-store", type=str, default="device", help="local/device (one host), dist_sync, dist_device_sync, nccl"
-    )
-    t.add_argument(
-        "--num-workers", type=flags.count(), default=1, help="with --kv-store local/device on the CPU: processes"
-    )
-    t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
-    t.add_argument(
-        "--gc-threshold", type=flags.number(above=0), default=0.5, help="threshold of 2bit gradient compression"
-    )
-    t.add_argument("--num-epochs", type=flags.integer(min=0), default=100, help="max num of epochs")
-    t.add_argument("--lr", type=flags.number(min=0), default=0.1, help="initial learning rate")
-    t.add_argument("--lr-factor", type=flags.number(min=0), default=0.1, help="the ratio to reduce lr on each step")
-    t.add_argument("--lr-step-epochs", type=str, help="the epochs to reduce the lr, e.g. 30,60; or pow2 for poly")
-    t.add_argument("--initializer", type=str, default="default", help="the initializer type")
-    t.add_argument("--optimizer", type=str, default="sgd", help="the optimizer type: " + ", ".join(OPTIMIZERS))
-    t.add_argument("--mom", type=flags.fraction(below=True), default=0.9, help="momentum for sgd")
-    t.add_argument("--wd", type=flags.number(min=0), default=0.0001, help="weight decay for sgd")
-    t.add_argument("--batch-size", type=flags.count(), default=128, help="the batch size")
-    t.add_argument("--disp-batches", type=flags.count(), default=20, help="show progress for every n batches")
-    t.add_argument("--model-prefix", type=str, help="model prefix")
-    t.add_argument(
-        "--log-file", type=str, default="", help="every log line and the full settings (default: PREFIX.log)"
-    )
-    t.add_argument("--save-period", type=flags.count(), default=1, help="params saving period")
-    t.add_argument(
-        "--monitor", type=flags.integer(min=0), default=0, help="log network parameters every N iters if larger than 0"
-    )
-    t.add_argument(
-        "--load-epoch",
-        type=str,
-        help="load the model on an epoch using the model-prefix; auto: the last complete one; best: PREFIX-best.json's",
-    )
-    t.add_argument(
-        "--keep-last",
-        type=flags.count(min=1),
-        help="keep the newest N saved epochs' .params/.states and the best one, remove older (default: all, as MXNet)",
-    )
-    t.add_argument(
-        "--top-k", type=flags.integer(min=0), default=0, help="report the top-k accuracy. 0 means no report."
-    )
-    t.add_argument("--loss", type=str, default="", help="also report loss metrics: ce (cross-entropy), nll_loss")
-    t.add_argument("--test-io", type=flags.switch(), default=0, help="1 means test reading speed without training")
-    t.add_argument("--dtype", type=str, default="float32", help="precision: float32, float16 or bfloat16 (AMP)")
-    t.add_argument("--macrobatch-size", type=flags.integer(min=0), default=0, help="distributed effective batch size")
-    t.add_argument(
-        "--warmup-epochs",
-        type=flags.integer(min=0),
-        default=5,
-        help="epochs to ramp the lr up to the macro-batch scale; acts only with --macrobatch-size larger than the "
-        "total batch (gradients accumulate)",
-    )
-    t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: linear, power2 or sqrt")
-    t.add_argument("--seed", type=flags.seed(), default=0, help="seed of weights, data order and augmentation")
-    t.add_argument(
-        "--label-smoothing", type=flags.fraction(below=True), default=0.0, help="label smoothing of the training loss"
-    )
-    t.add_argument(
-        "--cosine", type=flags.switch(), default=0, help="1: cosine learning-rate decay to 0 over --num-epochs"
-    )
-    t.add_argument(
-        "--ema",
-        type=flags.fraction(below=True),
-        default=0.0,
-        help="decay of an exponential moving average of the weights",
-    )
-    t.add_argument("--compile", type=flags.switch(), default=0, help="1: torch.compile the network")
-    t.add_argument("--channels-last", type=flags.switch(), default=1, help="1: NHWC memory format for conv networks")
-    t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
-    t.add_argument(
-        "--profile-worker-suffix",
-        type=str,
-        default="",
-        help="write a torch profiler trace of the first training steps to this file (rankN_ prefixed when distributed)",
-    )
-    t.add_argument(
-        "--profile-server-suffix",
-        type=str,
-        default="",
-        help="MXNet's parameter-server profile: no servers here; rank 0 writes its trace (all-reduce included) to it",
-    )
-    return t
 
 
 class Meter:

@@ -108,3 +108,16 @@ def at_most(parser, args, name, bound):
         flag, other = ("--" + n.replace("_", "-") for n in (name, bound))
         parser.error(f"argument {flag}: {value} is more than {other} {limit} (give at most {limit})")
     return args
+
+
+def load_epoch(text):
+    """argparse type of a --load-epoch that loads weights: an epoch number (>= 0) or best (PREFIX-best.json's)."""
+    if text == "best":
+        return text
+    try:
+        return integer(min=0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an epoch number (>= 0) nor best") from None
+
+
+load_epoch.__name__ = "epoch"

@@ -16,6 +16,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
+from common.options import MAX_IMAGE_PIXELS
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 # Only these DCT-domain factors run libjpeg-turbo's SIMD code; 3/4, 5/8 etc. were measured slower than
 # a full decode (about 1.2 ms against 0.8 ms for a 500x375 photo), so they are never asked for.
@@ -81,9 +83,6 @@ class DecodeError(ValueError):
     """The bytes are not an image that decodes (a bad record, not a mistake in the flags); str() is the reason."""
 
 
-# Pillow's decompression-bomb limit (its Image.MAX_IMAGE_PIXELS): no real dataset has an image this big, and one
-# that claims it in a 2 KB file would take gigabytes to decode. Checked from the header, before decoding.
-MAX_IMAGE_PIXELS = 178_956_970
 # We check the size ourselves (header_size); Pillow's own warning for the EXIF/size reads would only repeat it.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

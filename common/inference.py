@@ -5,22 +5,27 @@
   evaluate / summarize / log_summary   a confusion matrix, its figures, MXNet's score.py lines
   quantize_int8(model, calib, ...) post-training static int8 quantization (INT8_ENGINE), FX graph mode
   score_int8(...)                  quantize, score again and log the change against float32
+  predict(model, files, ...)       top-K classes of image files (predict.py), unreadable files skipped and listed
 The device choice is common.dist.get_device; loading a model by name is common.modelzoo.load_model.
 """
 
 import logging
 import operator
+import sys
 import time
 import types
 import warnings
 
+import cv2
 import numpy as np
 import torch
 
-from common.augment import AUGMENT, DeviceTransform, Geometry
+from common.augment import DeviceTransform, Geometry
 from common.data import ImageIter, open_checked
+from common.image import decode
 from common.mximport import MXNET_MEAN, MXNET_STD
 from common.networks import for_inference, plain_batchnorm
+from common.options import AUGMENT
 from common.util import UserError, parse_floats, parse_shape
 
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": None}
@@ -186,3 +191,58 @@ def score_int8(args, model, pre, device, fp32_stats, val):
     speedup = stats["images_per_second"] / fp32_stats["images_per_second"]
     logging.info("int8 vs float32: %s, speed-up %.2fx", change, speedup)
     return stats
+
+
+def load_image(path, pre):
+    """Decode path, resize its short side and centre-crop to pre.shape: (H, W, C) uint8 RGB."""
+    try:
+        with open(path, "rb") as f:
+            img, _ = decode(f.read(), pre.shape[0])
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable image ({err})") from None
+    c, h, w = pre.shape
+    side = pre.resize or round(max(h, w) / 0.875)
+    scale = side / min(img.shape[:2])
+    size = (max(w, round(img.shape[1] * scale)), max(h, round(img.shape[0] * scale)))
+    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    img = img[y : y + h, x : x + w]
+    return img.reshape(h, w, c)
+
+
+def load_batch(paths, pre, failed):
+    """(paths read, their images); each file that cannot be read is skipped with one line on stderr, and listed in
+    failed."""
+    chunk, images = [], []
+    for path in paths:
+        try:
+            images.append(load_image(path, pre))
+            chunk.append(path)
+        except UserError as err:
+            print(f"skipped {err}", file=sys.stderr)
+            failed.append(path)
+    return chunk, images
+
+
+@torch.inference_mode()
+def predict(model, files, pre, device, top_k, batch_size, classes):
+    """([{path, top: [{class, name, probability}]}] for each readable file, top_k classes by probability;
+    [paths that could not be read])."""
+    transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
+    results, failed = [], []
+    for start in range(0, len(files), batch_size):
+        chunk, images = load_batch(files[start : start + batch_size], pre, failed)
+        if not images:
+            continue
+        batch = torch.from_numpy(np.stack(images)).to(device)
+        prob = torch.softmax(model(transform(batch)).float(), dim=1)
+        if classes and len(classes) != prob.shape[1]:
+            raise UserError(
+                f"{len(classes)} class names for a model with {prob.shape[1]} outputs; "
+                f"give --synset a file of {prob.shape[1]} lines, one name per class"
+            )
+        p, idx = prob.topk(min(top_k, prob.shape[1]), dim=1)
+        for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
+            top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]
+            results.append({"path": path, "top": top})
+    return results, failed

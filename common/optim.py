@@ -11,17 +11,12 @@ import torch
 from torch import nn
 
 from common import mxoptim
+from common.options import INITIALIZERS, OPTIMIZERS, WARMUPS
 from common.util import UserError, choice_error
 
-OPTIMIZERS = (
-    *("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb", "adadelta", "adamax", "nadam"),
-    *("signum", "ftml", "ftrl", "sgld", "dcasgd", "lbsgd"),
-)
 # MXNet's rules torch lacks (common/mxoptim.py); MXNet's example gave `momentum` (--mom) to these and sgd/nag only
 MX_RULES = {"ftml": mxoptim.FTML, "ftrl": mxoptim.Ftrl, "sgld": mxoptim.SGLD}
 MX_MOMENTUM_RULES = {"signum": mxoptim.Signum, "dcasgd": mxoptim.DCASGD, "lbsgd": mxoptim.LBSGD}
-INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", "one", "zero")
-WARMUPS = ("linear", "power2", "sqrt")
 
 
 def init_weights(model, name, network):

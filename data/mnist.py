@@ -1,14 +1,21 @@
 """MNIST for train_mnist.py: the four idx files, downloaded with SHA-256 checks, or the bundled sample.
 
 The sample (data/mnist-sample/, 4,000 training and 1,000 validation digits) lets the script run offline.
+`python data/mnist.py OUT [--per-class N]` writes the sample as PNG class folders (OUT/train/0..9, OUT/val/0..9).
 """
 
+import argparse
 import gzip
 import logging
 import os
 import struct
+import sys
 
 import numpy as np
+from PIL import Image
+
+if __name__ == "__main__" and __package__ in (None, ""):  # `python data/mnist.py`: make the repo importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.download import fetch
 from common.util import UserError
@@ -92,3 +99,33 @@ def load(data_dir, mirror=None):
         kind = "sample"
     train_x, train_y, val_x, val_y = (read_idx(n) for n in names)
     return train_x[..., None], train_y.astype(np.float32), val_x[..., None], val_y.astype(np.float32), kind
+
+
+def write_sample_pngs(out_dir, per_class=None):
+    """Write the bundled sample as OUT/{train,val}/<digit>/<n>.png, at most per_class per digit; return the count."""
+    count = 0
+    for split, stem in (("train", "train"), ("val", "t10k")):
+        images = read_idx(os.path.join(SAMPLE_DIR, f"{stem}-images-idx3-ubyte.gz"))
+        labels = read_idx(os.path.join(SAMPLE_DIR, f"{stem}-labels-idx1-ubyte.gz"))
+        for digit in range(10):
+            folder = os.path.join(out_dir, split, str(digit))
+            os.makedirs(folder, exist_ok=True)
+            for i in np.flatnonzero(labels == digit)[:per_class]:
+                Image.fromarray(images[i]).save(os.path.join(folder, f"{i:05d}.png"))
+                count += 1
+    return count
+
+
+def main(argv=None):
+    """Command line: write the sample's digits as PNG class folders."""
+    parser = argparse.ArgumentParser(description="write the bundled MNIST sample as PNG class folders")
+    parser.add_argument("out", help="output folder: OUT/train/0..9/*.png and OUT/val/0..9/*.png")
+    parser.add_argument("--per-class", type=int, default=None, help="images per class and split (default: all)")
+    args = parser.parse_args(argv)
+    if args.per_class is not None and args.per_class < 1:
+        parser.error("--per-class must be at least 1")
+    print(f"wrote {write_sample_pngs(args.out, args.per_class)} PNG images under {args.out}/train and {args.out}/val")
+
+
+if __name__ == "__main__":
+    main()

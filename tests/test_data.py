@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from common import augment, data, recordio
+from common import augment, data, options, recordio
 from common.util import UserError
 
 
 def make_args(*argv):
     """Parse the data flags as an entry script would."""
     p = argparse.ArgumentParser()
-    data.add_data_args(p)
-    augment.add_data_aug_args(p)
+    options.add_data_args(p)
+    options.add_data_aug_args(p)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--disp-batches", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -26,7 +26,7 @@ TRAINER = """
 import argparse, sys
 sys.path.insert(0, {repo!r})
 import numpy as np
-from common import data, dist, fit, networks
+from common import data, dist, fit, networks, options
 from common.util import main_guard
 
 rng = np.random.default_rng(7)
@@ -41,8 +41,8 @@ def loader(args, kv):
 @main_guard
 def main():
     p = argparse.ArgumentParser()
-    fit.add_fit_args(p)
-    data.add_data_args(p)
+    options.add_fit_args(p)
+    options.add_data_args(p)
     p.set_defaults(network="mlp", image_shape="1,28,28", num_classes=10, rgb_mean="0,0,0", rgb_std="255,255,255")
     args = p.parse_args()
     if dist.local_workers(args) > 1:  # an entry script starts this host's workers; fit() never does

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from common import augment, checkpoint, data, fit, networks, optim
+from common import checkpoint, data, fit, networks, optim, options
 from common.util import UserError
 
 
 def make_args(*argv):
     """Parse the fit and data flags as an entry script would."""
     parser = argparse.ArgumentParser()
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
     return parser.parse_args(list(argv))
 
 
@@ -157,9 +157,9 @@ def test_check_weights_names_the_parameter(tmp_path):
 @pytest.mark.parametrize("benchmark", [0, 1])
 def test_training_jitter_is_off_on_synthetic_data(benchmark):
     parser = argparse.ArgumentParser()
-    fit.add_fit_args(parser)
-    data.add_data_args(parser)
-    augment.set_data_aug_level(augment.add_data_aug_args(parser), 3)  # train_imagenet.py's rotate, shear and colour
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
+    options.set_data_aug_level(options.add_data_aug_args(parser), 3)  # train_imagenet.py's rotate, shear and colour
     args = parser.parse_args(["--network", "lenet", "--image-shape", "3,28,28", "--benchmark", str(benchmark)])
     ctx = fit._setup(
         args,

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from common import checkpoint
-from common.optim import OPTIMIZERS, make_optimizer, set_lr
+from common.optim import make_optimizer, set_lr
+from common.options import OPTIMIZERS
 from common.util import UserError
 
 LR, WD, STEPS = 0.1, 0.05, 6

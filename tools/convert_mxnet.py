@@ -13,14 +13,10 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import torch
-
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import checkpoint, flags, inference, modelzoo, mximport  # noqa: E402
-from common.augment import DeviceTransform  # noqa: E402
+from common import flags  # noqa: E402
 from common.util import UserError, main_guard  # noqa: E402
 
 # Run in the interpreter named by --mxnet-python: MXNet's own forward pass of the source checkpoint.
@@ -39,6 +35,9 @@ np.save(dst, mod.get_outputs()[0].asnumpy())
 
 def mxnet_outputs(python, prefix, epoch, x):
     """MXNet's softmax outputs for the normalised batch x, computed by `python` (an interpreter with mxnet)."""
+    import numpy as np
+    import torch
+
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
         np.save(src, x.numpy())
@@ -56,6 +55,11 @@ def mxnet_outputs(python, prefix, epoch, x):
 
 def sample(path, pre, count):
     """The first `count` images of path, centre-cropped and normalised: (N, C, H, W) float32."""
+    import torch
+
+    from common import inference
+    from common.augment import DeviceTransform
+
     transform = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
     xs, seen = [], 0
     for x, _ in inference.val_iter(path, "", pre, min(count, 64), 2):
@@ -80,6 +84,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     if os.path.abspath(args.output) == os.path.abspath(args.prefix):
         raise UserError(f"--output {args.output} is the MXNet checkpoint's own prefix; converting would overwrite it")
+    import torch  # after parsing: --help answers before torch loads
+
+    from common import checkpoint, inference, modelzoo, mximport
+
     model, info = mximport.import_mxnet(args.prefix, args.epoch)
     folder = os.path.dirname(args.output)
     if folder:

@@ -11,108 +11,29 @@ for int8 the agreement is reported (score.py --dtype int8 measures the accuracy 
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
 import types
-import warnings
-
-import torch
 
 if __package__ in (None, ""):  # run as a file: the repository root holds the packages
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import checkpoint, flags, inference, modelzoo, networks  # noqa: E402
-from common.augment import DeviceTransform  # noqa: E402
-from common.util import UserError, atomic_path, choice_error, main_guard  # noqa: E402
+from common import flags, options  # noqa: E402
+from common.util import UserError, choice_error, main_guard  # noqa: E402
 
 FORMATS = ("onnx", "torch-export", "int8")
-TOLERANCE = 1e-3
-
-
-def sample_batch(args, pre):
-    """(uint8 NHWC batch, normalising transform) for the checks: the data's first batch, else random images."""
-    transform = DeviceTransform(pre, pre.shape, False, torch.device("cpu"), channels_last=False)
-    path = args.data_val or args.data_calib
-    if path:
-        x, _ = next(iter(inference.val_iter(path, "", pre, args.batch_size, 2)))
-        return x, transform
-    c, h, w = pre.shape
-    return torch.randint(0, 256, (args.batch_size, h, w, c), dtype=torch.uint8), transform
-
-
-def compare(name, ref, out, logits_too):
-    """Check the exported model's output against the network's; return a one-line summary."""
-    ref, out = torch.as_tensor(ref).float(), torch.as_tensor(out).float()
-    agree = float((ref.argmax(1) == out.argmax(1)).float().mean())
-    scale = float(ref.abs().max()) or 1.0
-    err = float((ref - out).abs().max()) / scale
-    line = (
-        f"{name}: top-1 agreement {agree:.4f} on {len(ref)} images, largest logit difference {err:.2e} of the largest"
-    )
-    if logits_too and (err > TOLERANCE or agree < 1.0):  # int8 is reported, not judged: score.py measures it
-        raise UserError(f"check failed: {line}; the file is written, but do not ship it without a look")
-    return line
-
-
-def export_onnx(model, x, path, meta):
-    """Write model as ONNX with a dynamic batch axis and the preprocessing in its metadata; check with onnxruntime."""
-    import onnx
-    import onnxruntime
-
-    for name in ("onnxscript", "onnx_ir", "torch.onnx"):  # their optimiser logs every rewrite at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # ".data": the exporter's external weights, folded into the file by onnx.save and removed with the temporary
-    with atomic_path(path, extra_suffixes=(".data",)) as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (x,),
-                tmp,
-                input_names=["data"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                dynamo=True,
-                verbose=False,
-            )
-        proto = onnx.load(tmp)
-        for key, value in meta.items():
-            proto.metadata_props.add(key=key, value=json.dumps(value))
-        onnx.save(proto, tmp)
-        session = onnxruntime.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    return out
-
-
-def export_program(model, x, path, meta):
-    """Write model as a torch.export program (.pt2) with the preprocessing as extra file; load it back to check."""
-    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    with atomic_path(path) as tmp:
-        torch.export.save(program, tmp, extra_files={"preprocess.json": json.dumps(meta)})
-        out = torch.export.load(tmp).module()(x)
-    return out
-
-
-def export_int8(model, x, path, meta, calib, transform, num_batches):
-    """Quantize to int8, save it as TorchScript with the preprocessing as extra file, load it back and run x."""
-    qmodel = inference.quantize_int8(model, calib, transform, num_batches)
-    meta = {**meta, "quantized_engine": inference.INT8_ENGINE}  # its activations are calibrated for this engine
-    with atomic_path(path) as tmp:
-        scripted = torch.jit.trace(qmodel, x)
-        torch.jit.save(scripted, tmp, _extra_files={"preprocess.json": json.dumps(meta)})
-        out = torch.jit.load(tmp)(x)
-    return out
 
 
 def parse_args(argv):
     """The flags: what to export, how, and the data for the checks and calibration."""
-    p = argparse.ArgumentParser(description="export a model to ONNX, torch.export or int8")
+    p = argparse.ArgumentParser(
+        description="export a model to ONNX, torch.export or int8", formatter_class=options.HelpFormatter
+    )
     p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
     p.add_argument(
         "--load-epoch",
-        type=checkpoint.load_epoch_flag,
+        type=flags.load_epoch,
         help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
     )
     p.add_argument("--format", default="onnx", help="onnx, torch-export or int8")
@@ -134,6 +55,11 @@ def main(argv=None):
     """Export --model in --format to --output and check it on a sample."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    import torch  # after parsing: --help answers before torch loads
+
+    from common import inference, modelzoo, networks
+    from tools.exporting import compare, export_int8, export_onnx, export_program, sample_batch
+
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # as training makes its prefix's
     if args.format not in FORMATS:
         raise choice_error("--format", args.format, FORMATS)

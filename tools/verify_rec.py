@@ -16,7 +16,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python tools/verify_rec.py`: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import flags, image
+from common import flags, image, options
 from common.recordio import RecordReader, check_index, read_index, unpack_header
 from common.util import UserError, main_guard
 
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--max-image-pixels",
         type=flags.integer(min=0),
-        default=image.MAX_IMAGE_PIXELS,
+        default=options.MAX_IMAGE_PIXELS,
         help="a record whose image header claims more pixels is bad, as training skips it (0: no limit)",
     )
     return parser.parse_args(argv)

@@ -1,0 +1,326 @@
+"""The command-line flag groups of training (fit), data and augmentation, and the settings built from them.
+
+This module imports nothing heavy (no torch, numpy or OpenCV), so an entry script parses its command line, and
+answers --help, before the libraries load; the modules that act on the flags (fit, data, augment, optim) take
+their names and defaults from here, declared once.
+"""
+
+import argparse
+import dataclasses
+import sys
+
+from common import flags
+
+# Pillow's decompression-bomb guard: no real dataset has an image of more pixels
+MAX_IMAGE_PIXELS = 178_956_970
+LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
+DTYPES = ("float32", "float16", "bfloat16")
+
+OPTIMIZERS = (
+    *("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb", "adadelta", "adamax", "nadam"),
+    *("signum", "ftml", "ftrl", "sgld", "dcasgd", "lbsgd"),
+)
+
+
+INITIALIZERS = ("default", "xavier", "msra", "orthogonal", "normal", "uniform", "one", "zero")
+
+
+WARMUPS = ("linear", "power2", "sqrt")
+
+
+def _networks():
+    """The network names, for --help (symbols/__init__ imports no torch: the families load when built)."""
+    import symbols
+
+    return symbols.list_networks()
+
+
+def add_fit_args(parser):
+    """Add MXNet's training flags (the `Training` group) and the suite's own."""
+    t = parser.add_argument_group("Training", "model training")
+    t.add_argument("--network", type=str, help="the neural network to use: " + ", ".join(_networks()))
+    t.add_argument(
+        "--num-layers", type=flags.count(), help="number of layers in the neural network, required by resnet etc."
+    )
+    # Family arguments: unset (None) leaves the family's own default in place (get_network drops None values).
+    t.add_argument("--batch-norm", type=int, choices=(0, 1), help="vgg: 1 adds BatchNorm after each convolution")
+    t.add_argument(
+        "--multiplier",
+        type=flags.number(above=0),
+        help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)",
+    )
+    t.add_argument("--num-group", type=flags.count(), help="resnext: groups of the 3x3 bottleneck convolution (32)")
+    t.add_argument(
+        "--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5; auto: every visible GPU. empty means using cpu"
+    )
+    t.add_argument(
+        "--kv-store",
+        type=str,
+        default="device",
+        help="local, device (one host); dist_sync, dist_device_sync, dist_sync_device, horovod, nccl (launch.py)",
+    )
+    t.add_argument(
+        "--num-workers", type=flags.count(), default=1, help="with --kv-store local/device on the CPU: processes"
+    )
+    t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
+    t.add_argument(
+        "--gc-threshold", type=flags.number(above=0), default=0.5, help="threshold of 2bit gradient compression"
+    )
+    t.add_argument("--num-epochs", type=flags.integer(min=0), default=100, help="max num of epochs")
+    t.add_argument("--lr", type=flags.number(min=0), default=0.1, help="initial learning rate")
+    t.add_argument("--lr-factor", type=flags.number(min=0), default=0.1, help="the ratio to reduce lr on each step")
+    t.add_argument("--lr-step-epochs", type=str, help="the epochs to reduce the lr, e.g. 30,60; or pow2 for poly")
+    t.add_argument("--initializer", type=str, default="default", help="the initializer: " + ", ".join(INITIALIZERS))
+    t.add_argument("--optimizer", type=str, default="sgd", help="the optimizer type: " + ", ".join(OPTIMIZERS))
+    t.add_argument("--mom", type=flags.fraction(below=True), default=0.9, help="momentum for sgd")
+    t.add_argument("--wd", type=flags.number(min=0), default=0.0001, help="weight decay for sgd")
+    t.add_argument("--batch-size", type=flags.count(), default=128, help="the batch size")
+    t.add_argument("--disp-batches", type=flags.count(), default=20, help="show progress for every n batches")
+    t.add_argument("--model-prefix", type=str, help="model prefix")
+    t.add_argument(
+        "--log-file", type=str, default="", help="every log line and the full settings (default: PREFIX.log)"
+    )
+    t.add_argument("--save-period", type=flags.count(), default=1, help="params saving period")
+    t.add_argument(
+        "--monitor", type=flags.integer(min=0), default=0, help="log network parameters every N iters if larger than 0"
+    )
+    t.add_argument(
+        "--load-epoch",
+        type=str,
+        help="load the model on an epoch using the model-prefix; auto: the last complete one; best: PREFIX-best.json's",
+    )
+    t.add_argument(
+        "--keep-last",
+        type=flags.count(min=1),
+        help="keep the newest N saved epochs' .params/.states and the best one, remove older (default: all, as MXNet)",
+    )
+    t.add_argument(
+        "--top-k", type=flags.integer(min=0), default=0, help="report the top-k accuracy. 0 means no report."
+    )
+    t.add_argument("--loss", type=str, default="", help="also report loss metrics: ce (cross-entropy), nll_loss, nll")
+    t.add_argument("--test-io", type=flags.switch(), default=0, help="1 means test reading speed without training")
+    t.add_argument("--dtype", type=str, default="float32", help="precision: float32, float16 or bfloat16 (AMP)")
+    t.add_argument("--macrobatch-size", type=flags.integer(min=0), default=0, help="distributed effective batch size")
+    t.add_argument(
+        "--warmup-epochs",
+        type=flags.integer(min=0),
+        default=5,
+        help="epochs to ramp the lr up to the macro-batch scale; acts only with --macrobatch-size larger than the "
+        "total batch (gradients accumulate)",
+    )
+    t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: " + ", ".join(WARMUPS))
+    t.add_argument("--seed", type=flags.seed(), default=0, help="seed of weights, data order and augmentation")
+    t.add_argument(
+        "--label-smoothing", type=flags.fraction(below=True), default=0.0, help="label smoothing of the training loss"
+    )
+    t.add_argument(
+        "--cosine", type=flags.switch(), default=0, help="1: cosine learning-rate decay to 0 over --num-epochs"
+    )
+    t.add_argument(
+        "--ema",
+        type=flags.fraction(below=True),
+        default=0.0,
+        help="decay of an exponential moving average of the weights",
+    )
+    t.add_argument("--compile", type=flags.switch(), default=0, help="1: torch.compile the network")
+    t.add_argument("--channels-last", type=flags.switch(), default=1, help="1: NHWC memory format for conv networks")
+    t.add_argument("--tensorboard", type=str, default="", help="also write TensorBoard scalars to this folder")
+    t.add_argument(
+        "--profile-worker-suffix",
+        type=str,
+        default="",
+        help="write a torch profiler trace of the first training steps to this file (rankN_ prefixed when distributed)",
+    )
+    t.add_argument(
+        "--profile-server-suffix",
+        type=str,
+        default="",
+        help="MXNet's parameter-server profile: no servers here; rank 0 writes its trace (all-reduce included) to it",
+    )
+    return t
+
+
+def add_data_args(parser):
+    """Add MXNet's data flags (the `Data` group)."""
+    data = parser.add_argument_group("Data", "the input images")
+    data.add_argument(
+        "--data-train",
+        type=str,
+        help="the training data: a .rec file, several comma-separated, or a folder of class subfolders",
+    )
+    data.add_argument("--data-train-idx", type=str, default="", help="the index of the training data")
+    data.add_argument("--data-val", type=str, help="the validation data (.rec or class folders)")
+    data.add_argument("--data-val-idx", type=str, default="", help="the index of the validation data")
+    data.add_argument("--rgb-mean", type=str, default=AUGMENT.rgb_mean, help="a tuple of size 3 for the mean rgb")
+    data.add_argument("--rgb-std", type=str, default=AUGMENT.rgb_std, help="a tuple of size 3 for the std rgb")
+    data.add_argument("--pad-size", type=flags.integer(min=0), default=AUGMENT.pad_size, help="padding the input image")
+    data.add_argument(
+        "--fill-value",
+        type=flags.integer(min=0, max=255),
+        default=AUGMENT.fill_value,
+        help="the value for padding and borders",
+    )
+    data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
+    data.add_argument(
+        "--max-image-pixels",
+        type=flags.integer(min=0),
+        default=AUGMENT.max_image_pixels,
+        help="skip (and count) an image whose header claims more pixels, before decoding it (0: no limit)",
+    )
+    data.add_argument("--num-classes", type=flags.count(), help="the number of classes")
+    data.add_argument("--num-examples", type=flags.count(), help="the number of training examples")
+    data.add_argument(
+        "--data-nthreads", type=flags.integer(min=0), default=4, help="number of threads for data decoding"
+    )
+    data.add_argument(
+        "--benchmark", type=flags.switch(), default=0, help="if 1, then feed the network with synthetic data"
+    )
+    data.add_argument(
+        "--data-backend",
+        type=str,
+        default="auto",
+        help="decoder: auto or python (a pool of threads), or dali (NVIDIA DALI, when installed)",
+    )
+    data.add_argument(
+        "--shuffle-seed",
+        type=flags.seed(),
+        default=None,
+        help="seed of the per-epoch global shuffle (default: --seed, else 0)",
+    )
+    return data
+
+
+def _flag(default, help, type=None, group=True):
+    """A field of Augmentation with its flag's help (and type, when not the annotation); group=False: a Data flag."""
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "group": group})
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """What the image flags ask of the decoders and the device, built once from them; defaults are the flags'."""
+
+    random_crop: int = _flag(0, "if or not randomly crop the image", flags.switch())
+    random_mirror: int = _flag(0, "if or not randomly flip horizontally", flags.switch())
+    max_random_h: int = _flag(0, "max change of hue, whose range is [0, 180]", flags.integer(0, 180))
+    max_random_s: int = _flag(0, "max change of saturation, in [0, 255]", flags.integer(0, 255))
+    max_random_l: int = _flag(0, "max change of intensity, in [0, 255]", flags.integer(0, 255))
+    min_random_aspect_ratio: float | None = _flag(
+        None, "min value of aspect ratio, None or a positive value", flags.number(above=0)
+    )
+    max_random_aspect_ratio: float = _flag(
+        0, "max value of aspect ratio; with no min, the range is [1-max, 1+max]", flags.number(min=0)
+    )
+    max_random_rotate_angle: int = _flag(0, "max angle to rotate, in [0, 360]", flags.integer(0, 360))
+    max_random_shear_ratio: float = _flag(0, "max ratio to shear, in [0, 1]", flags.fraction())
+    max_random_scale: float = _flag(1, "max ratio to scale", flags.number(above=0))
+    min_random_scale: float = _flag(1, "min ratio to scale, should >= img_size/input_shape", flags.number(above=0))
+    max_random_area: float = _flag(1, "max area to crop in random resized crop", flags.number(above=0, max=1))
+    min_random_area: float = _flag(1, "min area to crop in random resized crop", flags.number(above=0, max=1))
+    random_resized_crop: int = _flag(0, "whether to use random resized crop", flags.switch())
+    brightness: float = _flag(0, "brightness jittering, in [0, 1]", flags.fraction())
+    contrast: float = _flag(0, "contrast jittering, in [0, 1]", flags.fraction())
+    saturation: float = _flag(0, "saturation jittering, in [0, 1]", flags.fraction())
+    pca_noise: float = _flag(0, "pca noise, in [0, 1]", flags.fraction())
+    min_crop_size: int = _flag(
+        -1, "crop a random square of side in [min, max] crop size, then resize it (-1: off)", flags.integer(min=-1)
+    )
+    max_crop_size: int = _flag(-1, "see --min-crop-size", flags.integer(min=-1))
+    use_imagenet_data_augmentation: int = _flag(
+        0, "1: the ImageNet preset (random-resized crop, colour, PCA noise) for every flag not given", flags.switch()
+    )
+    pad_size: int = _flag(0, "padding the input image", group=False)
+    fill_value: int = _flag(127, "the value for padding and borders", group=False)
+    rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
+    rgb_std: str = _flag("1,1,1", "a tuple of size 3 for the std rgb", group=False)
+    max_image_pixels: int = _flag(
+        MAX_IMAGE_PIXELS, "skip (and count) an image whose header claims more pixels (0: no limit)", group=False
+    )
+
+    @classmethod
+    def of(cls, flags):
+        """The settings of parsed flags (an argparse namespace; flags it lacks keep their defaults), or flags itself."""
+        if isinstance(flags, cls):
+            return flags
+        return cls(**{f.name: getattr(flags, f.name) for f in dataclasses.fields(cls) if hasattr(flags, f.name)})
+
+
+AUGMENT = Augmentation()  # the defaults, which common.data's flags declare too
+
+
+def add_data_aug_args(parser):
+    """Add MXNet's augmentation flags (the `Image augmentations` group), one per field of Augmentation."""
+    aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
+    for f in dataclasses.fields(Augmentation):
+        if f.metadata["group"]:
+            kind = f.metadata["type"] or f.type  # the annotation: int or float
+            aug.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=f.metadata["help"])
+    return aug
+
+
+def set_data_aug_level(aug, level):
+    """Set MXNet's augmentation presets: 1 crop+mirror, 2 adds aspect/scale, 3 adds rotate/shear/colour."""
+    if level >= 1:
+        aug.set_defaults(random_crop=1, random_mirror=1)
+    if level >= 2:
+        aug.set_defaults(max_random_h=36, max_random_s=50, max_random_l=50)
+    if level >= 3:
+        aug.set_defaults(max_random_rotate_angle=10, max_random_shear_ratio=0.1, max_random_aspect_ratio=0.25)
+
+
+def parse_args(parser, argv=None):
+    """parser.parse_args; with --use-imagenet-data-augmentation 1, the ImageNet preset fills every flag not given.
+
+    MXNet 1.9.1's train_imagenet.py set the preset's defaults after parsing, so they never applied; here they do,
+    and one line on stderr says so.
+    """
+    args = parser.parse_args(argv)
+    if getattr(args, "use_imagenet_data_augmentation", 0):
+        set_imagenet_aug(parser)
+        args = parser.parse_args(argv)
+        print(
+            f"{parser.prog}: --use-imagenet-data-augmentation 1: the ImageNet preset (random-resized crop, mirror, "
+            "colour, PCA noise, ImageNet std) applies to every augmentation flag not given (MXNet 1.9.1 meant to "
+            "and did not)",
+            file=sys.stderr,
+        )
+    return args
+
+
+def set_imagenet_aug(aug):
+    """Set the standard ImageNet training augmentation (MXNet's set_imagenet_aug)."""
+    aug.set_defaults(
+        rgb_mean="123.68,116.779,103.939",
+        rgb_std="58.393,57.12,57.375",
+        random_crop=0,
+        random_resized_crop=1,
+        random_mirror=1,
+        min_random_area=0.08,
+        max_random_aspect_ratio=4.0 / 3.0,
+        min_random_aspect_ratio=3.0 / 4.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        pca_noise=0.1,
+    )
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each default said once: none after a flag without a value, a None default, or a help text that
+    already gives it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        quiet = action.default in (None, argparse.SUPPRESS) or action.nargs == 0 or "default" in text
+        return text if quiet else super()._get_help_string(action)
+
+
+def defaults(parser):
+    """{flag destination: default} of a parser (the start-up line shows only the flags that differ from these)."""
+    return {a.dest: parser.get_default(a.dest) for a in parser._actions if a.dest != "help"}
+
+
+def given_flags(parser, argv):
+    """The destinations of the flags given on the command line (not their defaults)."""
+    unset = object()
+    probe = argparse.Namespace(**{a.dest: unset for a in parser._actions})  # argparse fills in only what is given
+    return {k for k, v in vars(parser.parse_args(argv, namespace=probe)).items() if v is not unset}
