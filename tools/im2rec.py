@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as `python tools/im2rec.py`: make the repos
 import cv2
 from tqdm import tqdm
 
-from common import flags, image
+from common import flags, image, options
 from common.recordio import IRHeader, MXIndexedRecordIO, pack
 from common.sources import CLASSES_EXT, check_class_names, read_classes, write_classes
 from common.util import UserError, atomic_write, main_guard, read_lines
@@ -44,7 +44,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # the largest label a record's float32 labe
 def parse_args(argv=None):
     """Parse im2rec's command line (MXNet's flags and defaults, plus --strict)."""
     parser = argparse.ArgumentParser(
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=options.HelpFormatter,
         description="Create an image list or make a record database by reading from an image list",
     )
     parser.add_argument("prefix", help="prefix of input/output lst and rec files.")
@@ -61,7 +61,9 @@ def parse_args(argv=None):
         "--recursive", action="store_true", help="walk sub-folders; each folder that holds images is one label"
     )
     cgroup.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep the walk order in the .lst")
-    cgroup.add_argument("--shuffle", dest="shuffle", action="store_true", help="shuffle the .lst (seed 100)")
+    cgroup.add_argument(
+        "--shuffle", dest="shuffle", action="store_true", help="shuffle the .lst (seed 100), the default, as MXNet's"
+    )
     rgroup = parser.add_argument_group("Options for creating database")
     rgroup.add_argument("--pass-through", action="store_true", help="store the image files' bytes unchanged")
     rgroup.add_argument(

@@ -8,15 +8,16 @@ import time
 if __package__ in (None, ""):  # run as `python tools/rec2idx.py`: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.recordio import scan_offsets
-from common.util import atomic_write, main_guard
+from common import options  # noqa: E402
+from common.recordio import scan_offsets  # noqa: E402
+from common.util import atomic_write, main_guard  # noqa: E402
 
 
 def parse_args(argv=None):
     """Parse the command line: the `.rec` to read and the `.idx` to write."""
     parser = argparse.ArgumentParser(
         description="Write the .idx (record number<TAB>byte offset per line) of a RecordIO .rec file",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=options.HelpFormatter,
     )
     parser.add_argument("record", help="path of the .rec file to index")
     parser.add_argument("index", help="path of the .idx file to write (replaced when complete)")
