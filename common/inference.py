@@ -19,6 +19,7 @@ import warnings
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from common.augment import DeviceTransform, Geometry
 from common.data import ImageIter, open_checked
@@ -55,7 +56,7 @@ def val_iter(path, idx, pre, batch_size, nthreads):
 def evaluate(model, val, transform, device, amp_dtype, max_num=None):
     """Run model over val; return (confusion matrix [true, predicted], top-5 hits, images, seconds)."""
     conf, top5, seen, tic = None, 0, 0, time.time()
-    for x, y in val:
+    for x, y in tqdm(val, total=len(val), desc="score", leave=False, disable=None):  # a bar on a terminal only
         if not len(x):  # no image of the batch decodes: counted by the iterator, reported by the caller
             continue
         if max_num and seen + len(x) > max_num:

@@ -8,6 +8,8 @@
 The sample is the first batch of --data-val (else --data-calib) when given, else random images. For onnx and
 torch-export the check fails (exit 2) when a top-1 class differs or a logit is off by more than 1e-3 of the largest;
 for int8 the agreement is reported (score.py --dtype int8 measures the accuracy change on a whole dataset).
+int8 is saved as TorchScript, which torch has deprecated but which is still what runs its int8 kernels without
+Python; its deprecation warnings are not repeated on every export.
 """
 
 import argparse

@@ -88,7 +88,11 @@ def export_int8(model, x, path, meta, calib, transform, num_batches):
     """Quantize to int8, save it as TorchScript with the preprocessing as extra file, load it back and run x."""
     qmodel = inference.quantize_int8(model, calib, transform, num_batches)
     meta = {**meta, "quantized_engine": inference.INT8_ENGINE}  # its activations are calibrated for this engine
-    with atomic_path(path) as tmp:
+    # TorchScript is what runs torch's int8 kernels without Python; torch now warns that it is deprecated on every
+    # trace, save and load: said once here instead, in the docstring of tools/export.py
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.trace(qmodel, x)
         torch.jit.save(scripted, tmp, _extra_files={"preprocess.json": json.dumps(meta)})
         out = torch.jit.load(tmp)(x)
