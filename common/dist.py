@@ -29,6 +29,8 @@ from common.util import UserError, choice_error
 
 BACKENDS = ("gloo", "nccl")
 JOINED = "mxtorch/joined/"
+LEFT = "mxtorch/left/"
+_STORE = {}  # this process's rendezvous store while in a group (init_from_env), for cleanup()
 KV_LOCAL = ("local", "device")
 KV_DIST = ("dist_sync", "dist_device_sync", "dist_sync_device", "horovod", "nccl")
 KV_STORES = KV_LOCAL + KV_DIST + ("dist_async",)
@@ -66,6 +68,7 @@ def init_from_env(backend=None):
     if rank == 0:
         _wait_for_ranks(store, world, timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
+    _STORE.update(store=store, rank=rank, world=world)  # cleanup() lets the store's host (rank 0) leave last
     return rank, world, local
 
 
@@ -96,13 +99,26 @@ def barrier():
 def cleanup():
     """Leave the process group together with every rank (no-op without one).
 
-    Without the barrier a rank tears down its Gloo connections while rank 0 still saves the last checkpoint;
-    in one test run a worker that had left early died at exit (SIGABRT, "terminate called without an active
-    exception"). Leaving together keeps every rank's connections alive until all are done.
+    Without the barrier a rank tears down its Gloo connections while rank 0 still saves the last checkpoint. And
+    rank 0 hosts the rendezvous store (a TCP server) that every rank's process group keeps a client of: were rank
+    0 to exit first, a rank still tearing its group down would lose its store connection, an error in a C++
+    thread, which ends the process with SIGABRT ("terminate called without an active exception") after training
+    has finished. So each other rank says it has left, and rank 0 waits for that before its store goes away.
     """
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    store, rank, world = _STORE.pop("store", None), _STORE.pop("rank", 0), _STORE.pop("world", 1)
+    if store is None:
+        return
+    try:
+        if rank:
+            store.set(f"{LEFT}{rank}", "1")
+        else:
+            store.wait([f"{LEFT}{r}" for r in range(1, world)], datetime.timedelta(seconds=60))
+    except RuntimeError:  # a rank that died already: nothing to wait for
+        pass
 
 
 def all_reduce_sum(tensor):
