@@ -202,7 +202,7 @@ def load_states(prefix, epoch, raw=None):
     return states
 
 
-def append_metrics(prefix, record):
+def append_metrics(prefix, record, network=None):
     """Add one epoch's metrics to PREFIX-metrics.jsonl and redraw PREFIX-curve.png from it.
 
     Append-only, flushed to disk, so a kill never loses a saved epoch's line. Only when the file holds lines of
@@ -220,7 +220,8 @@ def append_metrics(prefix, record):
                 os.fsync(f.fileno())
         else:
             atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept) + line, mode="w")
-        figures.plot_curves(f"{prefix}-curve.png", kept + [record])
+        title = f"{prefix}" + (f" ({network})" if network else "")
+        figures.plot_curves(f"{prefix}-curve.png", kept + [record], title)
     except OSError as err:
         raise UserError(
             f"cannot write {path} or its curve: {err.strerror or err}; free space or fix the folder"

@@ -144,6 +144,45 @@ def evaluate(ctx, model, val):
     return meter.read(ctx.loss_names, everywhere=True)
 
 
+def run_epoch(ctx, epoch, train, val, first):
+    """Train one epoch, validate, log MXNet's epoch lines; return its metrics record (nothing is saved here)."""
+    args, tic = ctx.args, time.time()
+    train.set_epoch(epoch)
+    ctx.train_tf.set_epoch(epoch)
+    bad = (getattr(train, "bad_images", 0), getattr(val, "bad_images", 0))
+    record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}  # the rate the epoch starts at
+    metrics = train_one_epoch(ctx, epoch, train)
+    _check_samples(metrics, epoch, "training", args.data_train, train, bad[0])
+    ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
+    _log_metrics(ctx, epoch, "Train", metrics, record)
+    ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
+    if val is not None:
+        vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
+        if vals["_samples"]:  # else no image decoded: said below, and the epoch is kept without validation
+            _log_metrics(ctx, epoch, "Validation", vals, record)
+            ctx.check_finite(vals["_loss"], epoch, "validation")
+    _log_skipped(ctx, epoch, first, (("training", train, bad[0]), ("validation", val, bad[1])))
+    reporting.check_weights(args.model_prefix, ctx.raw, epoch)  # a diverged epoch is never saved
+    record["time"] = time.time() - tic
+    ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
+    return record
+
+
+def _announce(ctx, batch, device):
+    """The total batch, rate and device line (and how a local launcher's workers share the batch)."""
+    kv = ctx.kv
+    ctx.log(
+        f"Total batch size {batch * kv.num_workers * ctx.accum} ({batch} per batch x "
+        f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {ctx.args.lr:g}, on {device}"
+        + (f", kv-store {kv.type} over {kv.num_hosts} hosts" if kv.num_workers > 1 else "")
+    )
+    if kv.local_size > 1 and kv.share == 1:
+        ctx.log(
+            f"each of the {kv.local_size} worker processes here trains --batch-size {batch}, as MXNet's local "
+            "launcher ran them; tools/launch.py --split-batch makes them share it"
+        )
+
+
 def _check_samples(values, epoch, kind, path, it, bad_before):
     """Stop when no training image of the epoch decoded (summed over the workers): a run on nothing is no run."""
     if values["_samples"] == 0:
@@ -222,16 +261,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
     if begin:
         checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
     set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))
-    ctx.log(
-        f"Total batch size {batch * kv.num_workers * ctx.accum} ({batch} per batch x "
-        f"{kv.num_workers} workers x {ctx.accum} accumulated), learning rate {args.lr:g}, on {device}"
-        + (f", kv-store {kv.type} over {kv.num_hosts} hosts" if kv.num_workers > 1 else "")
-    )
-    if kv.local_size > 1 and kv.share == 1:
-        ctx.log(
-            f"each of the {kv.local_size} worker processes here trains --batch-size {batch}, as MXNet's local "
-            "launcher ran them; tools/launch.py --split-batch makes them share it"
-        )
+    _announce(ctx, batch, device)
     if args.model_prefix and kv.rank == 0:
         # the data's own names (class folders, X.classes beside X.rec); outputs beyond them keep their numbers
         classes = getattr(getattr(train, "source", None), "classes", None) or classes
@@ -239,32 +269,13 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
             classes = list(classes) + [str(i) for i in range(len(classes), args.num_classes)]
         checkpoint.write_symbol_for(args, classes, pretrained)
     for epoch in range(begin or 0, args.num_epochs):
-        tic = time.time()
-        train.set_epoch(epoch)
-        ctx.train_tf.set_epoch(epoch)
-        bad = (getattr(train, "bad_images", 0), getattr(val, "bad_images", 0))
-        lr = args.lr * ctx.lr_mult(ctx.step)  # the rate the epoch starts at (PREFIX-metrics.jsonl records it)
-        metrics = train_one_epoch(ctx, epoch, train)
-        _check_samples(metrics, epoch, "training", args.data_train, train, bad[0])
-        ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
-        record = {"epoch": epoch, "lr": lr}
-        _log_metrics(ctx, epoch, "Train", metrics, record)
-        ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
-        if val is not None:
-            vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
-            if vals["_samples"]:  # else no image decoded: said below, and the epoch is kept without validation
-                _log_metrics(ctx, epoch, "Validation", vals, record)
-                ctx.check_finite(vals["_loss"], epoch, "validation")
-        _log_skipped(ctx, epoch, epoch == (begin or 0), (("training", train, bad[0]), ("validation", val, bad[1])))
-        reporting.check_weights(args.model_prefix, ctx.raw, epoch)  # a diverged epoch is never saved
-        record["time"] = time.time() - tic
-        ctx.board("epoch", {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
+        record = run_epoch(ctx, epoch, train, val, first=epoch == (begin or 0))
         if args.model_prefix and kv.rank == 0:
             if (epoch + 1) % args.save_period == 0:
                 checkpoint.save_training(ctx, epoch + 1)  # complete before the best moves or old epochs go
                 checkpoint.note_best(args.model_prefix, epoch + 1, record.get("validation-accuracy"), ctx.log)
                 checkpoint.keep_last(args.model_prefix, epoch + 1, args.keep_last, ctx.log)
-            checkpoint.append_metrics(args.model_prefix, record)
+            checkpoint.append_metrics(args.model_prefix, record, args.network)
     ctx.profile.finish()
     if kv.rank == 0:
         _say_where(args.model_prefix, log_file, ctx.log)

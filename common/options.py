@@ -50,22 +50,7 @@ def add_fit_args(parser):
         help="width multiplier of mobilenet, mobilenetv2, shufflenetv2 (1.0)",
     )
     t.add_argument("--num-group", type=flags.count(), help="resnext: groups of the 3x3 bottleneck convolution (32)")
-    t.add_argument(
-        "--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5; auto: every visible GPU. empty means using cpu"
-    )
-    t.add_argument(
-        "--kv-store",
-        type=str,
-        default="device",
-        help="local, device (one host); dist_sync, dist_device_sync, dist_sync_device, horovod, nccl (launch.py)",
-    )
-    t.add_argument(
-        "--num-workers", type=flags.count(), default=1, help="with --kv-store local/device on the CPU: processes"
-    )
-    t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
-    t.add_argument(
-        "--gc-threshold", type=flags.number(above=0), default=0.5, help="threshold of 2bit gradient compression"
-    )
+    _add_device_args(t)
     t.add_argument("--num-epochs", type=flags.integer(min=0), default=100, help="max num of epochs")
     t.add_argument("--lr", type=flags.number(min=0), default=0.1, help="initial learning rate")
     t.add_argument("--lr-factor", type=flags.number(min=0), default=0.1, help="the ratio to reduce lr on each step")
@@ -109,6 +94,32 @@ def add_fit_args(parser):
         "total batch (gradients accumulate)",
     )
     t.add_argument("--warmup-strategy", type=str, default="linear", help="ramp-up: " + ", ".join(WARMUPS))
+    _add_suite_fit_args(t)
+    return t
+
+
+def _add_device_args(t):
+    """The Training group's devices and distribution: --gpus, --kv-store, workers, gradient compression."""
+    t.add_argument(
+        "--gpus", type=str, help="list of gpus to run, e.g. 0 or 0,2,5; auto: every visible GPU. empty means using cpu"
+    )
+    t.add_argument(
+        "--kv-store",
+        type=str,
+        default="device",
+        help="local, device (one host); dist_sync, dist_device_sync, dist_sync_device, horovod, nccl (launch.py)",
+    )
+    t.add_argument(
+        "--num-workers", type=flags.count(), default=1, help="with --kv-store local/device on the CPU: processes"
+    )
+    t.add_argument("--gc-type", type=str, default="none", help="gradient compression: none, fp16, bf16 or 2bit")
+    t.add_argument(
+        "--gc-threshold", type=flags.number(above=0), default=0.5, help="threshold of 2bit gradient compression"
+    )
+
+
+def _add_suite_fit_args(t):
+    """The Training group's flags that MXNet's fit did not have (recipes, formats, reports)."""
     t.add_argument("--seed", type=flags.seed(), default=0, help="seed of weights, data order and augmentation")
     t.add_argument(
         "--label-smoothing", type=flags.fraction(below=True), default=0.0, help="label smoothing of the training loss"
@@ -137,7 +148,6 @@ def add_fit_args(parser):
         default="",
         help="MXNet's parameter-server profile: no servers here; rank 0 writes its trace (all-reduce included) to it",
     )
-    return t
 
 
 def add_data_args(parser):
