@@ -262,6 +262,7 @@ def _save_training(ctx, prefix, epoch, cuda):
         "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
         "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(ctx.device) if cuda else None},
         "schedule": ctx.schedule,
+        "extra": {name: part.state_dict() for name, part in getattr(ctx, "extra_states", {}).items()},
     }
     save_states(prefix, epoch, states)
 
@@ -330,6 +331,10 @@ def _apply_states(ctx, states):
         ctx.scaler.load_state_dict(states["scaler"])
     if ctx.ema is not None and states["ema"] is not None:
         ctx.ema.load_state_dict(states["ema"])
+    extra = states.get("extra") or {}
+    for name, part in getattr(ctx, "extra_states", {}).items():
+        if name in extra:  # a state this run keeps that the checkpoint has (older checkpoints have none)
+            part.load_state_dict(extra[name])
     torch.set_rng_state(states["rng"]["cpu"])
     if ctx.device.type == "cuda" and states["rng"]["cuda"] is not None:
         torch.cuda.set_rng_state(states["rng"]["cuda"], ctx.device)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, compression, data, dist, reporting
+from common import checkpoint, compression, data, dist, mixing, objective, reporting
 from common.augment import DeviceTransform
 from common.optim import init_weights, lr_schedule, lr_steps, make_optimizer, set_lr
 from common.options import LOSSES, Augmentation
@@ -75,7 +75,7 @@ def _fmt(values):
 
 def train_one_epoch(ctx, epoch, train):
     """One pass over the training data; returns the epoch's metrics (host values)."""
-    a, model, opt = ctx.args, ctx.model, ctx.opt
+    a, model = ctx.args, ctx.model
     model.train()
     for norm in ctx.frozen_norms:  # frozen layers (fine-tune --freeze-backbone) keep their statistics too
         norm.eval()
@@ -91,21 +91,14 @@ def train_one_epoch(ctx, epoch, train):
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         y = (y[:, 0] if y.dim() == 2 else y).long()  # multi-label records train on their first label
         x = ctx.train_tf(x)  # (N, C, H, W) float, normalised
+        x, target = ctx.mix(x, y)  # mixing (common/mixing.py): soft targets; accuracy stays against y
         net = ctx.compiled if len(x) == ctx.batch else model  # a short last batch never recompiles
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
             logits = net(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=a.label_smoothing)
+            loss = ctx.criterion(logits, target)  # common/objective.py
         ctx.scaler.scale(loss / ctx.accum).backward()
         if (i + 1) % ctx.accum == 0 or i + 1 == nbatch:
-            ctx.scaler.step(opt)
-            ctx.scaler.update()
-            opt.zero_grad(set_to_none=True)
-            ctx.step += 1
-            set_lr(opt, a.lr * ctx.lr_mult(ctx.step))  # the rate for the next step
-            if ctx.step in ctx.lr_drops:  # as MXNet's schedulers say it, numbering the update that first uses it
-                ctx.log(f"Update[{ctx.step + 1}]: Change learning rate to {a.lr * ctx.lr_mult(ctx.step):0.5e}")
-            if ctx.ema is not None:
-                ctx.ema.update_parameters(model)
+            _update(ctx, model)
         window.add(epoch_meter.update(logits, y, loss))
         ctx.profile.step()
         # MXNet's Speedometer: the clock starts after batch 0 and a line is due at every batch number (from 0) that
@@ -125,6 +118,20 @@ def train_one_epoch(ctx, epoch, train):
             for name, p in checkpoint.unwrap(model).named_parameters():
                 ctx.log(f"Batch: {i + 1:7d} {name:40s} weight-norm={p.norm().item():f}")
     return epoch_meter.read(ctx.loss_names, everywhere=True)
+
+
+def _update(ctx, model):
+    """One optimizer step on the accumulated gradients, then the rate of the next step and the EMA."""
+    a, opt = ctx.args, ctx.opt
+    ctx.scaler.step(opt)
+    ctx.scaler.update()
+    opt.zero_grad(set_to_none=True)
+    ctx.step += 1
+    set_lr(opt, a.lr * ctx.lr_mult(ctx.step))  # the rate for the next step
+    if ctx.step in ctx.lr_drops:  # as MXNet's schedulers say it, numbering the update that first uses it
+        ctx.log(f"Update[{ctx.step + 1}]: Change learning rate to {a.lr * ctx.lr_mult(ctx.step):0.5e}")
+    if ctx.ema is not None:
+        ctx.ema.update_parameters(model)
 
 
 @torch.no_grad()
@@ -340,6 +347,10 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         frozen_norms=[m for m in raw.modules() if _is_frozen_norm(m)],
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
+        mix=mixing.make_mixer(args, args.num_classes),
+        criterion=objective.make_criterion(args),
+        # more training state saved in .states and restored on resume: {name: object with state_dict()}
+        extra_states={},
         # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none
         train_tf=DeviceTransform(aug, shape, not args.benchmark, device, channels_last=channels_last, seed=args.seed),
         val_tf=DeviceTransform(aug, shape, False, device, channels_last=channels_last, seed=args.seed),

@@ -148,6 +148,29 @@ def _add_suite_fit_args(t):
         default="",
         help="MXNet's parameter-server profile: no servers here; rank 0 writes its trace (all-reduce included) to it",
     )
+    for add in (_add_regularisation_args, _add_schedule_args, _add_loss_args, _add_memory_args):
+        add(t)
+    _add_quantization_args(t)
+
+
+def _add_regularisation_args(t):
+    """Mixing, gradient clipping, weight decay by parameter kind, SAM (today's recipes)."""
+
+
+def _add_schedule_args(t):
+    """Rate on a plateau, early stopping, the rate finder."""
+
+
+def _add_loss_args(t):
+    """The training loss and teachers: additive-margin softmax, distillation, mutual learning."""
+
+
+def _add_memory_args(t):
+    """Memory: activation checkpointing."""
+
+
+def _add_quantization_args(t):
+    """Quantization-aware training."""
 
 
 def add_data_args(parser):

@@ -116,7 +116,7 @@ def states_doc(path, states):
     groups = of_type(path, "optimizer.param_groups", opt.get("param_groups"), list, "a list", optional=False)
     for i, group in enumerate(groups):
         of_type(path, f"optimizer.param_groups[{i}]", group, dict, "an object", optional=False)
-    for key in ("scaler", "model", "ema", "schedule"):
+    for key in ("scaler", "model", "ema", "schedule", "extra"):
         of_type(path, key, states.get(key), dict, "an object")
     rng = of_type(path, "rng", states.get("rng"), dict, "an object of RNG states", optional=False)
     cpu = rng.get("cpu")
