@@ -1,10 +1,15 @@
 """Score a saved model (the suite's checkpoint, an MXNet checkpoint or a pretrained zoo name) on a .rec or folder.
 
 Prints MXNet's score.py lines (`Finished with S images per second`, `('accuracy', A)`, and `('top_k_accuracy_5', A)`
-for a model of more than 5 classes), then macro F1 and per-class accuracy; --report-json and --confusion-png write
-the full report. Validation takes the centre crop of --image-shape, as MXNet's ImageRecordIter does; the
-preprocessing saved with the checkpoint is used unless a flag overrides it. `--dtype int8` also quantizes the
-network (calibrated on --data-calib) and reports the accuracy change and the CPU speed-up against float32.
+for a model of more than 5 classes), then macro F1 and per-class accuracy; --report-json (with the network's
+parameters and multiply-accumulates), --report-txt and --confusion-png write the full report. Validation takes the
+centre crop of --image-shape, as MXNet's ImageRecordIter does, after resizing the short side to --val-resize-size
+where one is saved with the model (a torchvision zoo model's own sizes); the preprocessing saved with the
+checkpoint is used unless a flag overrides it. `--dtype int8` also quantizes the network (with the quantization a
+--qat run trained, else calibrated on --calib-batches batches of --data-calib for --quant-engine) and reports the
+accuracy change and the CPU speed-up against float32.
+`--preds DIR --gts FILE` scores prediction files instead (predict.py --format json writes them) against a
+ground-truth map {image name: class index or name}: accuracy, top-k (k: the classes in each file), macro F1.
 """
 
 import argparse
@@ -12,21 +17,26 @@ import json
 import logging
 
 from common import flags, options
-from common.util import atomic_write, choice_error, main_guard
+from common.util import UserError, atomic_write, choice_error, main_guard
 
 
 def add_score_args(parser):
     """MXNet's score.py flags plus the report and quantization ones."""
     p = parser
-    p.add_argument("--model", required=True, help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
+    p.add_argument("--model", help="checkpoint prefix (the suite's or MXNet's) or a pretrained name")
     p.add_argument(
         "--load-epoch",
         type=flags.load_epoch,
         help="epoch of the checkpoint, or best (PREFIX-best.json's; default: the last saved)",
     )
-    p.add_argument("--data-val", required=True, help="the validation data: .rec file(s) or class folders")
+    p.add_argument("--data-val", help="the validation data: .rec file(s) or class folders")
     p.add_argument("--data-val-idx", default="", help="the index of the validation data")
     p.add_argument("--image-shape", help="C,H,W fed to the network (default: saved with the model)")
+    p.add_argument(
+        "--val-resize-size",
+        type=flags.integer(min=0),
+        help="resize the shorter side to this before the centre crop (default: saved with the model; 0: none)",
+    )
     p.add_argument("--rgb-mean", help="a tuple of size 3 for the mean rgb (default: saved with the model)")
     p.add_argument("--rgb-std", help="a tuple of size 3 for the std rgb (default: saved with the model)")
     p.add_argument("--batch-size", type=flags.count(), default=64, help="the batch size")
@@ -40,9 +50,19 @@ def add_score_args(parser):
         type=flags.output_file(),
         help="write the full report (per-class figures, confusion matrix) here",
     )
+    p.add_argument("--report-txt", type=flags.output_file(), help="write the figures and every class's as text here")
     p.add_argument("--confusion-png", type=flags.output_file(), help="draw the confusion matrix into this PNG")
+    p.add_argument("--preds", help="score prediction files instead: the folder predict.py --format json wrote")
+    p.add_argument("--gts", help="with --preds: the ground truth, a JSON map {image name: class index or name}")
     p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument("--calib-batches", type=flags.count(), default=4, help="int8: number of calibration batches")
+    p.add_argument(
+        "--calib-batches", type=flags.count(), default=32, help="int8: number of calibration batches (torchvision's 32)"
+    )
+    p.add_argument(
+        "--quant-engine",
+        help="int8: torch's quantized engine (torch.backends.quantized.supported_engines; default: onednn where "
+        "torch has it, else x86; a --qat model: the one it trained for)",
+    )
     p.add_argument(
         "--threads", type=flags.integer(min=0), default=0, help="CPU threads for the network (0: torch's default)"
     )
@@ -51,28 +71,58 @@ def add_score_args(parser):
 
 @main_guard
 def main(argv=None):
-    """Score --model on --data-val."""
+    """Score --model on --data-val, or --preds against --gts; write the reports."""
     parser = argparse.ArgumentParser(description="score a model on a dataset", formatter_class=options.HelpFormatter)
     args = add_score_args(parser).parse_args(argv)
+    if not (args.model and args.data_val) and not (args.preds and args.gts):
+        raise UserError(
+            "give --model and --data-val to score a model, or --preds DIR and --gts FILE to score prediction files"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
+    from common.predictions import score_predictions, summary_lines  # numpy only: prediction files score fast
+
+    if args.preds and args.gts:
+        report = {"preds": args.preds, "gts": args.gts}
+        report.update(score_predictions(args.preds, args.gts, args.synset))
+        logging.info("scored %d prediction files of %s against %s", report["num_examples"], args.preds, args.gts)
+        for line in summary_lines(report):
+            logging.info("%s", line)
+    else:
+        report = score_model(args)
+    if args.report_txt:
+        atomic_write(args.report_txt, "".join(f"{line}\n" for line in summary_lines(report, every_class=True)), "w")
+    if args.confusion_png:
+        import numpy as np
+
+        from common import figures
+
+        names = [r["name"] for r in report["per_class"]]
+        figures.plot_confusion(args.confusion_png, np.array(report["confusion"]), names)
+    if args.report_json:
+        atomic_write(args.report_json, json.dumps(report, indent=1) + "\n", mode="w")
+    return report
+
+
+def score_model(args):
+    """The report of --model on --data-val (and its int8 form with --dtype int8)."""
     import torch  # after parsing: --help answers before torch loads
 
-    from common import data, dist, figures, modelzoo, networks
+    from common import complexity, data, dist, modelzoo, networks, qat
     from common.augment import DeviceTransform
     from common.inference import (
         DTYPES,
         evaluate,
         log_summary,
-        read_synset,
         resolve_preprocess,
         score_int8,
-        summarize,
         val_iter,
     )
+    from common.predictions import read_synset, summarize
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     logging.info(args)
     if args.dtype not in DTYPES:
         raise choice_error("--dtype", args.dtype, DTYPES)
+    qat.engine(args.quant_engine)  # a bad --quant-engine ends here, before any scoring
     if args.threads:
         torch.set_num_threads(args.threads)
     device = dist.get_device(args.gpus)
@@ -82,7 +132,9 @@ def main(argv=None):
     shape = ",".join(map(str, pre.shape))
     logging.info("preprocessing: image_shape %s, rgb_mean %s, rgb_std %s", shape, pre.rgb_mean, pre.rgb_std)
     if pre.resize:
-        logging.info("this model expects images resized to %d pixels on the short side before the crop", pre.resize)
+        logging.info("preprocessing: the short side resized to %d before the centre crop", pre.resize)
+    params, macs = complexity.count(model, pre.shape)  # of the network as trained, before BatchNorm is folded
+    logging.info("complexity of one %s image: %s", shape, complexity.describe(params, macs))
     classes = read_synset(args.synset) if args.synset else info.get("classes")
     conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     model = networks.for_inference(model).to(
@@ -100,16 +152,14 @@ def main(argv=None):
         logging.info("skipped: %s", skipped)
     report = {"model": args.model, "source": info["source"], "network": info["network"], "dtype": "float32"}
     report.update(preprocess={"image_shape": list(pre.shape), "rgb_mean": pre.rgb_mean, "rgb_std": pre.rgb_std})
+    report["preprocess"]["resize"] = pre.resize or 0
     report.update(stats, confusion=conf.tolist(), skipped_images=val.bad_images)
+    report["complexity"] = complexity.report(params, macs, pre.shape)
     report["records_without_image"] = val.skipped_no_image
     if args.dtype == "int8":
         report["int8"] = score_int8(args, model.to(memory_format=torch.contiguous_format), pre, device, stats, val)
     elif amp is not None:
         report["dtype"] = args.dtype
-    if args.confusion_png:
-        figures.plot_confusion(args.confusion_png, conf, classes)
-    if args.report_json:
-        atomic_write(args.report_json, json.dumps(report, indent=1) + "\n", mode="w")
     return report
 
 

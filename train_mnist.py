@@ -36,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--mnist-mirror", type=str, help="base URL of the idx files (default: the public mirrors)")
     options.add_fit_args(parser)
     options.add_data_args(parser)
+    options.add_data_aug_args(parser, names=options.RECIPE_AUGMENTATIONS)  # --auto-augment, --random-erase
     parser.set_defaults(
         network="mlp",
         gpus=None,
@@ -63,8 +64,11 @@ def mnist_loader(arrays):
         if args.benchmark:  # MXNet's synthetic batch; the MNIST arrays are not loaded
             return data.get_rec_iter(args, kv)
         train_x, train_y, val_x, val_y = arrays
-        common = dict(seed=args.seed, part_index=kv.rank, num_parts=kv.num_workers)
-        train = data.ShiftedArrayIter(train_x, train_y, args.batch_size, args.pad_size, args.fill_value, **common)
+        seed = args.seed if args.shuffle_seed is None else args.shuffle_seed  # the epoch order's, as get_rec_iter's
+        common = dict(seed=seed, part_index=kv.rank, num_parts=kv.num_workers)
+        train = data.ShiftedArrayIter(
+            train_x, train_y, args.batch_size, args.pad_size, args.fill_value, reps=args.ra_reps, aug=args, **common
+        )
         return train, data.ArrayIter(val_x, val_y, args.batch_size, shuffle=False, **common)
 
     return loader

@@ -6,6 +6,8 @@ Augmentation is built once from the parsed flags; its field defaults are the fla
 
 Colour jitter, PCA lighting noise and rotate/shear run on whole uint8 batches after they reach the device
 (DeviceTransform): one vectorised implementation that serves both decoder backends and costs nothing on a GPU.
+Today's per-image policies (--auto-augment, --random-erase) run on the workers after the crop (common/autoaug.py):
+their operations differ image by image, where a batched version measured ten times slower on the CPU.
 """
 
 import math
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import image
+from common import autoaug, image
 from common.options import Augmentation
 from common.util import UserError, parse_floats
 
@@ -36,6 +38,8 @@ class Geometry:
         self.rrc = train and bool(a.random_resized_crop)
         self.random_crop = train and bool(a.random_crop)
         self.mirror = train and bool(a.random_mirror)
+        # --auto-augment, --random-erase: per image after the crop, by the caller (ImageIter.load_batch); None when off
+        self.recipe = autoaug.Recipe.of(a, data_shape, train)
         self.pad = a.pad_size if train else 0
         self.fill = a.fill_value
         self.max_pixels = a.max_image_pixels
@@ -49,6 +53,12 @@ class Geometry:
         self.ratio = tuple(sorted((lo, hi))) if lo is not None else (1 - hi, 1 + hi) if hi else (1.0, 1.0)
         if not train:
             self.ratio = (1.0, 1.0)
+        self.resize = 0 if train else a.val_resize_size  # validation: the short side's size before the centre crop
+        if a.val_resize_size and a.val_resize_size < max(self.height, self.width):
+            raise UserError(
+                f"--val-resize-size {a.val_resize_size}: smaller than the {self.height}x{self.width} crop of "
+                f"--image-shape; give 0 (no resize) or an integer >= {max(self.height, self.width)}"
+            )
         self._check(lo, hi)
 
     def _check(self, lo, hi):
@@ -131,6 +141,8 @@ class Geometry:
 
     def _scale_pad_crop(self, img, rng):
         """MXNet's default augmenter: random scale and aspect, pad, then a random or centre crop."""
+        if self.resize:
+            img = self._resize_short(img)
         h, w = img.shape[:2]
         s = rng.uniform(*self.scale) if self.scale != (1, 1) else 1.0
         r = rng.uniform(*self.ratio) if self.ratio != (1.0, 1.0) else 1.0
@@ -145,6 +157,18 @@ class Geometry:
             side = int(rng.integers(self.crop_size[0], self.crop_size[1] + 1))
             return self._crop(img, side, side, rng)
         return self._crop(img, self.height, self.width, rng)
+
+    def _resize_short(self, img):
+        """img with its shorter side resized to self.resize, the longer one in proportion (rounded down, as
+        torchvision's Resize); shrinking averages over the pixels (INTER_AREA), as an antialiased resize does."""
+        h, w = img.shape[:2]
+        if min(h, w) == self.resize:
+            return img
+        s = self.resize
+        size = (s, max(s, w * s // h)) if h <= w else (max(s, h * s // w), s)  # (height, width)
+        area = s < min(h, w)
+        out = cv2.resize(img, size[::-1], interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+        return out.reshape(*size, *img.shape[2:])  # OpenCV drops the channel axis of 1-channel images
 
     def _crop(self, img, ch, cw, rng):
         """A ch x cw window of img, random with --random-crop, else centred; an image smaller is scaled up first."""
@@ -163,7 +187,7 @@ class Geometry:
 class DeviceTransform:
     """uint8 NHWC batch on the device -> normalised float NCHW (channels_last), with training jitter."""
 
-    def __init__(self, settings, data_shape, train, device, channels_last=True, seed=0):
+    def __init__(self, settings, data_shape, train, device, channels_last=True, seed=0, part=0):
         a = Augmentation.of(settings)  # the parsed flags or their Augmentation
         c = data_shape[0]
         mean = parse_floats(a.rgb_mean, "rgb-mean", (3, c))[:c]
@@ -173,6 +197,7 @@ class DeviceTransform:
         self.mean = torch.tensor(mean, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, c, 1, 1)
         self.device, self.train, self.channels_last, self.seed = torch.device(device), train, channels_last, seed
+        self.part = part  # the worker's: its jitter differs from the others' (--ra-reps sends them copies of one image)
         self.brightness, self.contrast, self.saturation = a.brightness, a.contrast, a.saturation
         self.hue, self.sat_shift, self.light = a.max_random_h, a.max_random_s, a.max_random_l
         self.pca, self.rotate, self.shear = a.pca_noise, a.max_random_rotate_angle, a.max_random_shear_ratio
@@ -189,8 +214,9 @@ class DeviceTransform:
         self.to_yiq, self.from_yiq = yiq.float().to(device), torch.linalg.inv(yiq).float().to(device)
 
     def set_epoch(self, epoch):
-        """Reseed the jitter from seed + epoch, so a resumed run draws what an uninterrupted one would."""
-        self.gen.manual_seed(self.seed * 1000003 + epoch)
+        """Reseed the jitter from (seed, epoch, part), so a resumed run draws what an uninterrupted one would."""
+        # torch's CPU generator keeps the seed's low 32 bits: an odd multiplier gives each part its own there
+        self.gen.manual_seed((self.seed * 1000003 + epoch + self.part * 0x9E3779B1) % 2**64)  # part 0: as before
 
     def __call__(self, x):
         """x: (N, H, W, C) uint8 on the device -> (N, C, H, W) float32 normalised."""

@@ -18,7 +18,7 @@ import os
 import torch
 from safetensors.torch import load, save
 
-from common import figures, validate
+from common import figures, optim, validate
 from common.checkpoint_files import (  # noqa: F401 - note_best, keep_last: checkpoint.* for fit.py
     BEST,
     DIGEST_KEY,
@@ -35,10 +35,11 @@ from common.checkpoint_files import (  # noqa: F401 - note_best, keep_last: chec
     states_path,
     tensors_digest,
 )
-from common.networks import network_arguments
+from common.networks import COSINE_KEY, network_arguments
 from common.util import UserError, atomic_write, parse_floats, parse_shape, remove_stale_temps
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+PEER_SUFFIX = "-peer"  # --mutual-learning 2: the second network's checkpoints are PREFIX-peer's (common/teachers.py)
 STATES_KEY = "states_json"
 
 
@@ -89,7 +90,7 @@ def resolve_load_epoch(prefix, load_epoch):
     return epoch
 
 
-def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune=None):
+def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune=None, quantization=None):
     """Write PREFIX-symbol.json: how to rebuild the network and how to prepare an image for it."""
     # fine_tune: the classifier replacements of fine-tune.py, replayed in order (networks.rebuild) on the network
     # built from `arguments` with the first entry's pretrained_num_classes; arguments["num_classes"] is the final one.
@@ -102,6 +103,8 @@ def write_symbol(prefix, network, arguments, preprocess, classes=None, fine_tune
     }
     if fine_tune:
         doc["fine_tune"] = list(fine_tune)
+    if quantization:  # --qat: the engine it trained for; the trained quantization is in .states (common/qat.py)
+        doc["qat"] = dict(quantization)
     atomic_write(f"{prefix}-symbol.json", json.dumps(doc, indent=2) + "\n", mode="w")
 
 
@@ -251,20 +254,41 @@ def save_error(prefix, epoch, err):
 
 def _save_training(ctx, prefix, epoch, cuda):
     """save_training's writes."""
-    # With --ema the averaged weights are the model (validated, scored, exported); the trained ones resume.
-    save_params(prefix, epoch, ctx.ema.module if ctx.ema is not None else ctx.raw)
+    optimizer, peer = ctx.opt.state_dict(), getattr(ctx, "peer", None)
+    if peer is not None:  # --mutual-learning 2: each network's .states holds its own part of the one optimizer
+        optimizer, peer_optimizer = peer.split_optimizer(optimizer)
     states = {
         "epoch": epoch,
         "step": ctx.step,
         "model": ctx.raw.state_dict() if ctx.ema is not None else None,
-        "optimizer": ctx.opt.state_dict(),
+        "optimizer": optimizer,
         "scaler": ctx.scaler.state_dict(),
         "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
         "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(ctx.device) if cuda else None},
         "schedule": ctx.schedule,
         "extra": {name: part.state_dict() for name, part in getattr(ctx, "extra_states", {}).items()},
     }
+    if peer is not None:  # first: an epoch whose PREFIX files are complete has its peer's
+        save_params(peer.prefix, epoch, peer.net)
+        save_states(peer.prefix, epoch, dict(states, model=None, ema=None, optimizer=peer_optimizer))
+    # With --ema the averaged weights are the model (validated, scored, exported); the trained ones resume.
+    save_params(prefix, epoch, ctx.ema.module if ctx.ema is not None else ctx.raw)
     save_states(prefix, epoch, states)
+
+
+def keep_peer(ctx):
+    """--keep-last with --mutual-learning 2: the peer keeps the epochs network 1 kept, and no others."""
+    peer = getattr(ctx, "peer", None)
+    if peer is None or not ctx.args.keep_last:
+        return
+    kept = set(saved_epochs(ctx.args.model_prefix, complete=False))
+    for e in (e for e in saved_epochs(peer.prefix, complete=False) if e not in kept):
+        for path in (states_path(peer.prefix, e), params_path(peer.prefix, e)):
+            try:
+                if os.path.exists(path):
+                    os.remove(path)
+            except OSError as err:  # as keep_last: a file left behind costs disk, not the training
+                logging.warning("--keep-last: cannot remove %s: %s", path, err.strerror or err)
 
 
 def read_blobs(prefix, epoch):
@@ -285,6 +309,9 @@ def check_same_network(args, pretrained=None):
     saved, now = doc.get("arguments") or {}, symbol_arguments(args, pretrained)
     if str(doc.get("network")).lower().replace("_", "-") != str(args.network).lower().replace("_", "-"):
         raise UserError(f"{path}: the checkpoint is a {doc.get('network')}, not --network {args.network}")
+    if saved.get(COSINE_KEY) != now.get(COSINE_KEY):  # a cosine classifier has no bias: the weights differ
+        was = f"--loss-type am-softmax --am-scale {saved[COSINE_KEY]}" if COSINE_KEY in saved else "--loss-type softmax"
+        raise UserError(f"{path}: the checkpoint's classifier was trained with {was}; resume with the same flags")
     # The image shape may change between runs (the networks pool globally); every other argument must not.
     for key in sorted(set(saved) & set(now) - {"image_shape"}):
         if saved[key] != now[key]:
@@ -302,6 +329,11 @@ def resume_training(ctx, epoch, blobs=None):
     check_same_network(args, ctx.pretrained)
     load_params(params_path(prefix, epoch), ctx.raw, args.network, raw=blobs[0])
     states = validate.states_doc(states_path(prefix, epoch), load_states(prefix, epoch, raw=blobs[1]))
+    peer = getattr(ctx, "peer", None)
+    if peer is not None:  # --mutual-learning 2: the peer's weights, and its part of the optimizer joined to ours
+        load_params(params_path(peer.prefix, epoch), peer.net, f"the peer ({args.network})")
+        theirs = validate.states_doc(states_path(peer.prefix, epoch), load_states(peer.prefix, epoch))
+        states["optimizer"] = peer.join_optimizer(states["optimizer"], theirs["optimizer"])
     try:
         _apply_states(ctx, states)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:  # torch's own load_state_dict errors
@@ -310,8 +342,8 @@ def resume_training(ctx, epoch, blobs=None):
             f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); "
             "resume from another epoch or start afresh"
         ) from None
-    for i, g in enumerate(ctx.opt.param_groups):  # the flags of this run, not of the saved one
-        g["weight_decay"] = args.wd if g.get("decay", i == 0) else 0.0  # older checkpoints: [decay, rest]
+    for g in ctx.opt.param_groups:  # the flags of this run, not of the saved one (older layouts: optim's hook)
+        g["weight_decay"] = optim.group_decay(args, g["kind"])
         if "momentum" in g:
             g["momentum"] = args.mom
     ctx.step = states["step"]
@@ -352,11 +384,13 @@ def symbol_arguments(args, pretrained=None):
     """The arguments PREFIX-symbol.json records for this run: the flags', or the pretrained network's (fine-tune)."""
     arguments = network_arguments(args.network, pretrained.arguments if pretrained else vars(args))
     arguments["num_classes"] = args.num_classes
+    if args.loss_type == "am-softmax":  # a cosine classifier of this scale (networks.rebuild makes it)
+        arguments[COSINE_KEY] = args.am_scale
     return arguments
 
 
-def write_symbol_for(args, classes=None, pretrained=None):
-    """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing."""
+def write_symbol_for(args, classes=None, pretrained=None, quantization=None):
+    """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing (and --qat's record)."""
     make_folder(args.model_prefix)
     remove_stale_temps(args.model_prefix)  # temporaries of killed runs under this prefix (never a live one's)
     preprocess = {
@@ -367,13 +401,16 @@ def write_symbol_for(args, classes=None, pretrained=None):
         "layout": "NCHW",
         "input_range": "uint8 0-255, then (x - rgb_mean) / rgb_std",
     }
+    if getattr(args, "val_resize_size", 0):  # the short side before the centre crop; absent: crop as it is
+        preprocess["resize"] = args.val_resize_size
     if classes is not None and len(classes) != args.num_classes:  # names that do not match the outputs mislead
         classes = None
     fine_tune = pretrained.fine_tune if pretrained else None
     try:
-        write_symbol(
-            args.model_prefix, args.network, symbol_arguments(args, pretrained), preprocess, classes, fine_tune
-        )
+        for prefix in [args.model_prefix] + ([args.model_prefix + PEER_SUFFIX] if args.mutual_learning == 2 else []):
+            quant = quantization if prefix == args.model_prefix else None  # the peer trains in float
+            arguments = symbol_arguments(args, pretrained)
+            write_symbol(prefix, args.network, arguments, preprocess, classes, fine_tune, quant)
     except OSError as err:
         raise UserError(f"cannot write {args.model_prefix}-symbol.json: {err.strerror or err}; free space") from None
 

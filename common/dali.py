@@ -5,11 +5,13 @@ cropping), about twice the throughput of a full decode on the same cores. DALI's
 shuffles within a buffer and repeats the same order each epoch, so the records are fed here through
 `external_source` in the suite's global per-epoch order (common.data.epoch_batches); the pipeline is rebuilt
 every epoch with a seed derived from (seed, epoch, part) so augmentation is reseeded too.
-Opt-in (--data-backend dali) for training with --random-resized-crop on 3-channel data; everything else, and
-the default, is the thread backend, which measured faster on CPUs (benchmarks/bench_io.py prints both).
+Opt-in (--data-backend dali) for training with --random-resized-crop on 3-channel data without --auto-augment or
+--random-erase; everything else, and the default, is the thread backend, which measured faster on CPUs
+(benchmarks/bench_io.py prints both).
 """
 
 import importlib.util
+import logging
 
 import numpy as np
 import torch
@@ -21,7 +23,16 @@ def available():
 
 
 def supports(geometry):
-    """Whether this backend does what the flags ask (random-resized-crop training on RGB)."""
+    """Whether this backend does what the flags ask (random-resized-crop training on RGB, no per-image recipe)."""
+    if geometry.recipe is not None and geometry.rrc:
+        # --auto-augment / --random-erase run on the thread backend: the same draws and kernels whatever the backend,
+        # in parallel on its threads (after DALI's decode they would run one image at a time in the training thread;
+        # DALI's own policies are other implementations, without AugMix), and the threads measured faster anyway
+        logging.getLogger(__name__).info(
+            "--data-backend dali: --auto-augment / --random-erase decode on the thread backend instead "
+            "(common/dali.py says why)"
+        )
+        return False
     return geometry.rrc and geometry.channels == 3
 
 

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from common import dali
-from common.augment import Geometry
+from common import autoaug, dali
+from common.augment import DeviceTransform, Geometry
 from common.options import Augmentation
 from common.sources import FolderSource, open_source
 from common.util import UserError, choice_error, parse_shape
@@ -26,7 +26,7 @@ from common.util import UserError, choice_error, parse_shape
 # ---------------------------------------------------------------- epoch order
 
 
-def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_parts=1):
+def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_parts=1, reps=1):
     """Split indices 0..num-1 into this part's batches for one epoch.
 
     With shuffle (training), the whole dataset is permuted from (seed, epoch), then part k takes every
@@ -34,10 +34,15 @@ def epoch_batches(num, batch_size, *, shuffle, seed, epoch, part_index=0, num_pa
     number of batches (uneven parts hung MXNet's dist_sync at epoch end), none empty: a part one record short
     moves one record from its second-to-last batch into the last; at batch size 1 it repeats one record instead.
     Without shuffle (validation) the parts are not kept in step, so no record is ever repeated.
+    reps > 1 (--ra-reps, repeated augmentation): each index of the permutation stands reps times in a row before
+    the parts are dealt, so each record is seen reps times per epoch, its copies go to reps different parts when
+    there are that many (else as evenly as dealing allows, neighbours in one batch), and the epoch is reps times
+    longer; the copies differ because each part and batch draws its own augmentation.
     """
     order = np.random.default_rng([seed, epoch]).permutation(num) if shuffle else np.arange(num)
+    order = np.repeat(order, reps)  # [a, a, b, b, ...]: dealt round-robin, a's copies land on different parts
     part = order[part_index::num_parts]
-    per_part = -(-num // num_parts) if shuffle else len(part)
+    per_part = -(-len(order) // num_parts) if shuffle else len(part)
     nbatch = max(1, -(-per_part // batch_size))
     batches = [part[i * batch_size : (i + 1) * batch_size] for i in range(nbatch)]
     if len(batches[-1]) == 0 and len(batches) > 1:
@@ -68,11 +73,14 @@ class ImageIter:
         num_parts=1,
         nthreads=4,
         pin_memory=False,
+        reps=1,
     ):
         self.source, self.batch_size, self.data_shape, self.geometry = source, batch_size, data_shape, geometry
         self.shuffle, self.seed, self.part_index, self.num_parts = shuffle, seed, part_index, num_parts
+        self.reps = reps  # --ra-reps: each record this many times per epoch (epoch_batches)
         self.nthreads, self.pin_memory = max(1, nthreads), pin_memory
         self.epoch, self.bad_images, self.bad_examples = 0, 0, []
+        self.stage_seconds = {}  # {stage: seconds summed over the threads}, for --test-io
         self.num = len(source) if source is not None else 0
         self._lock = threading.Lock()
 
@@ -95,6 +103,7 @@ class ImageIter:
             epoch=self.epoch,
             part_index=self.part_index,
             num_parts=self.num_parts,
+            reps=self.reps,
         )
 
     def __len__(self):
@@ -103,6 +112,7 @@ class ImageIter:
     def load_batch(self, b, indices):
         """Decode and augment batch number b (record indices) into (uint8 NHWC, labels) tensors."""
         rng = np.random.default_rng([self.seed, self.epoch, self.part_index, b])
+        tic = time.perf_counter()
         c, h, w = self.data_shape
         data = np.empty((len(indices), h, w, c), np.uint8)
         keep, why = [], []
@@ -115,11 +125,23 @@ class ImageIter:
                         self.bad_examples.append(f"{self.source.where(i)}: {why[-1] if why else 'does not decode'}")
                 continue
             keep.append(i)
-        data = torch.from_numpy(data[: len(keep)])
+        data = data[: len(keep)]
+        self._recipe(self.geometry.recipe, data, b, {"decode+crop/resize": time.perf_counter() - tic})
+        data = torch.from_numpy(data)
         label = torch.from_numpy(self.source.labels[np.asarray(keep, dtype=np.int64)])
         if self.pin_memory:
             data, label = data.pin_memory(), label.pin_memory()
         return data, label
+
+    def _recipe(self, recipe, data, b, seconds):
+        """--auto-augment and --random-erase on batch b's images (uint8 NHWC numpy, in place), then count the
+        stages' seconds. Their draws have a stream of their own, (seed, epoch, part, batch, 1): the crops stay
+        those of a run without them, and a resumed run draws what an uninterrupted one would."""
+        if recipe is not None:
+            seconds.update(recipe.apply(data, np.random.default_rng([self.seed, self.epoch, self.part_index, b, 1])))
+        with self._lock:
+            for name, t in seconds.items():
+                self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + t
 
     def __iter__(self):
         batches = self.batches()
@@ -138,7 +160,7 @@ class ImageIter:
 class ArrayIter(ImageIter):
     """Batches from in-memory uint8 NHWC images and labels (MNIST), with the same epoch order as the rest."""
 
-    def __init__(self, images, labels, batch_size, *, shuffle, seed=0, part_index=0, num_parts=1):
+    def __init__(self, images, labels, batch_size, *, shuffle, seed=0, part_index=0, num_parts=1, reps=1):
         super().__init__(
             None,
             batch_size,
@@ -148,6 +170,7 @@ class ArrayIter(ImageIter):
             seed=seed,
             part_index=part_index,
             num_parts=num_parts,
+            reps=reps,
         )
         self.images, self.labels = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
         self.num = len(images)
@@ -166,22 +189,25 @@ class ArrayIter(ImageIter):
 class ShiftedArrayIter(ArrayIter):
     """--pad-size P on in-memory images, as MXNet's pad-then-random-crop: each moves by up to P pixels each way."""
 
-    def __init__(self, images, labels, batch_size, pad, fill, **common):
+    def __init__(self, images, labels, batch_size, pad, fill, aug=None, **common):
         super().__init__(images, labels, batch_size, shuffle=True, **common)
         self.pad, self.fill = pad, fill
+        # aug: the flags' Augmentation, for --auto-augment / --random-erase (per image after the shift)
+        self.recipe = autoaug.Recipe.of(aug, self.data_shape, train=True) if aug is not None else None
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch * 101 + self.part_index)  # resumable
-        for x, y in super().__iter__():  # x: (N, H, W, C) uint8
-            if not self.pad:
-                yield x, y
-                continue
-            n, h, w, c, p = *x.shape, self.pad
-            padded = torch.full((n, h + 2 * p, w + 2 * p, c), self.fill, dtype=x.dtype)
-            padded[:, p : p + h, p : p + w] = x
-            dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
-            rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
-            yield padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]], y
+        for b, (x, y) in enumerate(super().__iter__()):  # x: (N, H, W, C) uint8, a copy of the images
+            tic = time.perf_counter()
+            if self.pad:
+                n, h, w, c, p = *x.shape, self.pad
+                padded = torch.full((n, h + 2 * p, w + 2 * p, c), self.fill, dtype=x.dtype)
+                padded[:, p : p + h, p : p + w] = x
+                dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
+                rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
+                x = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+            self._recipe(self.recipe, x.numpy(), b, {"shift": time.perf_counter() - tic})  # x.numpy(): same memory
+            yield x, y
 
 
 class SyntheticIter:
@@ -284,6 +310,7 @@ def _make_iter(args, aug, path, idx, shape, train, rank, nworker, seed, backend)
     source = open_checked(path, idx, getattr(args, "num_classes", None))
     geometry = Geometry(aug, shape, train)
     common = dict(shuffle=train, seed=seed, part_index=rank, num_parts=nworker, nthreads=args.data_nthreads)
+    common["reps"] = getattr(args, "ra_reps", 1) if train else 1  # repeated augmentation trains, never validates
     if backend == "dali" and train and dali.supports(geometry):
         # DALI decodes; a one-thread ImageIter over the same records gives its batch order and redoes a failed batch
         fallback = ImageIter(source, args.batch_size, shape, geometry, **dict(common, nthreads=1))
@@ -343,11 +370,14 @@ def skipped_note(it, bad_before=0, headers=True):
     return ", ".join(parts)
 
 
-def test_io(args, train, log=print):
-    """`--test-io 1`: run the input pipeline alone for one epoch and print MXNet's speed lines."""
+def test_io(args, train, log=print, device="cpu"):
+    """`--test-io 1`: run the input pipeline alone for one epoch and print MXNet's speed lines, then what each stage
+    costs per batch (the device transform, which trains on `device`, timed on the first batch after the epoch)."""
     tic = start = time.time()
     seen = window = 0
+    first = None
     for i, (data, _label) in enumerate(train):
+        first = data if first is None else first
         seen += len(data)
         window += len(data)
         if (i + 1) % args.disp_batches == 0:  # numbered from 0, as MXNet's --test-io numbers its batches
@@ -361,4 +391,26 @@ def test_io(args, train, log=print):
     note = skipped_note(train)
     if note:  # where and why, not only how many
         log(f"test-io: skipped {note}")
+    _stage_lines(args, train, first, i + 1 if first is not None else 0, torch.device(device), log)
     return seen / max(elapsed, 1e-9)
+
+
+def _stage_lines(args, train, batch, nbatch, device, log):
+    """One line per stage: ms per batch and share; the worker stages' time is summed over the decode threads."""
+    stages = dict(getattr(train, "stage_seconds", None) or {})
+    if not stages or not nbatch:  # DALI's pipeline and --benchmark's batch have no stages to tell apart
+        return
+    ms = {name: 1000 * t / nbatch for name, t in stages.items()}
+    tf = DeviceTransform(args, parse_shape(args.image_shape), True, device)
+    runs = []
+    for _ in range(3):  # the best of three: the first may pay for warm-up
+        tic = time.perf_counter()
+        tf(batch.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        runs.append(time.perf_counter() - tic)
+    ms[f"device transform ({device.type})"] = 1000 * min(runs)
+    total = sum(ms.values())
+    log("test-io: cost per batch by stage (a worker stage's time is summed over the threads that ran it)")
+    for name, t in ms.items():
+        log(f"test-io: stage {name}: {t:.2f} ms per batch ({t / total:.0%})")

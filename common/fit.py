@@ -13,6 +13,7 @@ Measured (2 shared CPU cores, resnet-20 3x28x28 b128): see benchmarks/bench_trai
 """
 
 import argparse
+import functools
 import logging
 import math
 import sys
@@ -23,8 +24,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint, compression, data, dist, mixing, objective, reporting
+from common import (
+    checkpoint,
+    complexity,
+    compression,
+    data,
+    dist,
+    lr_find,
+    memory,
+    mixing,
+    objective,
+    qat,
+    reporting,
+    schedules,
+    teachers,
+)
 from common.augment import DeviceTransform
+from common.networks import cosine_head
 from common.optim import init_weights, lr_schedule, lr_steps, make_optimizer, set_lr
 from common.options import LOSSES, Augmentation
 from common.util import UserError, choice_error, parse_shape
@@ -83,6 +99,7 @@ def train_one_epoch(ctx, epoch, train):
     epoch_meter, window = Meter(ctx.device, a.top_k, ce), Meter(ctx.device, a.top_k, ce)
     tic, seen, nbatch, disp = time.time(), 0, len(train), a.disp_batches
     batches = ctx.progress(train, nbatch, epoch)  # a tqdm bar on a terminal: ETA, and loss/accuracy below
+    held = []  # --sam-rho: the macro-batch's (network, x, target), for the step's second pass
     for i, (x, y) in enumerate(batches):
         if not len(x):  # every image of the batch failed to decode (counted by the iterator)
             if ctx.kv.num_workers > 1:  # a worker that skips a step would leave the others waiting in all-reduce
@@ -93,12 +110,12 @@ def train_one_epoch(ctx, epoch, train):
         x = ctx.train_tf(x)  # (N, C, H, W) float, normalised
         x, target = ctx.mix(x, y)  # mixing (common/mixing.py): soft targets; accuracy stays against y
         net = ctx.compiled if len(x) == ctx.batch else model  # a short last batch never recompiles
-        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            logits = net(x)
-            loss = ctx.criterion(logits, target)  # common/objective.py
+        logits, loss = _forward(ctx, net, x, target)
         ctx.scaler.scale(loss / ctx.accum).backward()
+        held += [(net, x, target)] if a.sam_rho else []
         if (i + 1) % ctx.accum == 0 or i + 1 == nbatch:
-            _update(ctx, model)
+            _update(ctx, model, functools.partial(_backward, ctx, held))
+            held = []
         window.add(epoch_meter.update(logits, y, loss))
         ctx.profile.step()
         # MXNet's Speedometer: the clock starts after batch 0 and a line is due at every batch number (from 0) that
@@ -120,9 +137,30 @@ def train_one_epoch(ctx, epoch, train):
     return epoch_meter.read(ctx.loss_names, everywhere=True)
 
 
-def _update(ctx, model):
-    """One optimizer step on the accumulated gradients, then the rate of the next step and the EMA."""
+def _forward(ctx, net, x, target):
+    """(logits, training loss) of a batch under autocast; SAM's second pass repeats it on the same batch."""
+    with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+        logits = net(x)
+        return logits, ctx.criterion(logits, target)  # common/objective.py
+
+
+def _backward(ctx, batches):
+    """Forward and backward of the macro-batch's (network, x, target) once more, scaled as the first pass."""
+    for net, x, target in batches:
+        ctx.scaler.scale(_forward(ctx, net, x, target)[1] / ctx.accum).backward()
+
+
+def _update(ctx, model, again=None):
+    """One optimizer step on the accumulated gradients (SAM's, clipped), then the rate of the next step and the EMA.
+
+    again(): the macro-batch's forward and backward once more, for --sam-rho's second pass.
+    """
     a, opt = ctx.args, ctx.opt
+    if a.sam_rho and again is not None:
+        _sharpness_aware(ctx, again)
+    if a.clip_grad_norm:  # the true gradients: float16's loss scale off first (step() then leaves them)
+        ctx.scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], a.clip_grad_norm)
     ctx.scaler.step(opt)
     ctx.scaler.update()
     opt.zero_grad(set_to_none=True)
@@ -132,6 +170,29 @@ def _update(ctx, model):
         ctx.log(f"Update[{ctx.step + 1}]: Change learning rate to {a.lr * ctx.lr_mult(ctx.step):0.5e}")
     if ctx.ema is not None:
         ctx.ema.update_parameters(model)
+
+
+def _sharpness_aware(ctx, again):
+    """SAM (Foret et al. 2021): the gradient g at the weights w becomes the gradient at w + rho * g / ||g||.
+
+    Written here as no maintained library (torch, torchvision, timm) has it. ||g|| spans every parameter of the
+    optimizer (the peer's too, --mutual-learning 2); float16's loss scale cancels in g / ||g||, and a first pass that
+    overflowed makes the second one overflow, so the scaler skips the step as it would without SAM. The weights go
+    back to w and the buffers (BatchNorm's running statistics) to their first-pass values by copy, so the step, the
+    EMA and the checkpoint see w; distributed, both backward passes all-reduce.
+    """
+    params = [p for g in ctx.opt.param_groups for p in g["params"] if p.grad is not None]
+    peer = getattr(ctx, "peer", None)
+    buffers = [b for m in [ctx.raw] + ([peer.net] if peer else []) for b in m.buffers()]
+    with torch.no_grad():
+        kept = [t.clone() for t in params + buffers]  # copied back: w + e - e is not always w in floating point
+        grads = [p.grad for p in params]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # on the device: no host sync
+        torch._foreach_add_(params, torch._foreach_mul(grads, ctx.args.sam_rho / (norm + 1e-12)))
+    ctx.opt.zero_grad(set_to_none=True)
+    again()
+    with torch.no_grad():
+        torch._foreach_copy_(params + buffers, kept)
 
 
 @torch.no_grad()
@@ -156,14 +217,19 @@ def run_epoch(ctx, epoch, train, val, first):
     args, tic = ctx.args, time.time()
     train.set_epoch(epoch)
     ctx.train_tf.set_epoch(epoch)
+    ctx.mix.set_epoch(epoch)
     bad = (getattr(train, "bad_images", 0), getattr(val, "bad_images", 0))
     record = {"epoch": epoch, "lr": args.lr * ctx.lr_mult(ctx.step)}  # the rate the epoch starts at
+    if ctx.qat is not None:  # torchvision's controls: observers, then folded BatchNorm statistics, freeze by epoch
+        ctx.qat.start_epoch(epoch, first, ctx.log)
     metrics = train_one_epoch(ctx, epoch, train)
     _check_samples(metrics, epoch, "training", args.data_train, train, bad[0])
     ctx.check_finite(metrics["_loss"], epoch, "the epoch's mean")
     _log_metrics(ctx, epoch, "Train", metrics, record)
     ctx.log(f"Epoch[{epoch}] Time cost={time.time() - tic:.3f}")
     if val is not None:
+        if ctx.qat is not None:  # the observers learn their ranges from training data only
+            ctx.qat.observe(False)
         vals = evaluate(ctx, ctx.ema.module if ctx.ema is not None else ctx.model, val)
         if vals["_samples"]:  # else no image decoded: said below, and the epoch is kept without validation
             _log_metrics(ctx, epoch, "Validation", vals, record)
@@ -188,6 +254,10 @@ def _announce(ctx, batch, device):
             f"each of the {kv.local_size} worker processes here trains --batch-size {batch}, as MXNet's local "
             "launcher ran them; tools/launch.py --split-batch makes them share it"
         )
+    if kv.rank == 0:  # counted on the meta device: no arithmetic, well under a second (common/complexity.py)
+        shape = parse_shape(ctx.args.image_shape)
+        params, macs = complexity.count(ctx.raw, shape)  # the float network (--qat trains a fake-quantized graph of it)
+        ctx.log(f"Complexity of one {','.join(map(str, shape))} image: {complexity.describe(params, macs)}")
 
 
 def _check_samples(values, epoch, kind, path, it, bad_before):
@@ -261,28 +331,37 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
     # a data loader makes batches of args.batch_size (MXNet's data_loader(args, kv), whose worker was one process)
     train, val = data_loader(argparse.Namespace(**dict(vars(args), batch_size=batch)), kv)
     if args.test_io:
-        data.test_io(args, train, log=logging.info)
+        data.test_io(args, train, log=logging.info, device=device)
         return None
     ctx = _setup(args, kv, device, network, train, batch=batch, pretrained=pretrained)
     _say_schedule_size(ctx, getattr(train, "num", None))
+    watch = schedules.Watch(ctx, validated=val is not None)  # --lr-plateau, --early-stop: before a resume loads them
     if begin:
         checkpoint.resume_training(ctx, begin, dist.from_rank0(lambda: checkpoint.read_blobs(args.model_prefix, begin)))
     set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))
     _announce(ctx, batch, device)
+    if args.lr_find:  # a probe, as --test-io: the rate sweep on the training data; the model is left as it was
+        lr_find.run(ctx, train, begin or 0)
+        return None
     if args.model_prefix and kv.rank == 0:
         # the data's own names (class folders, X.classes beside X.rec); outputs beyond them keep their numbers
         classes = getattr(getattr(train, "source", None), "classes", None) or classes
         if classes and len(classes) < args.num_classes:
             classes = list(classes) + [str(i) for i in range(len(classes), args.num_classes)]
-        checkpoint.write_symbol_for(args, classes, pretrained)
+        checkpoint.write_symbol_for(args, classes, pretrained, quantization=ctx.qat.record() if ctx.qat else None)
     for epoch in range(begin or 0, args.num_epochs):
         record = run_epoch(ctx, epoch, train, val, first=epoch == (begin or 0))
+        stop = watch.after_epoch(epoch, record.get("validation-accuracy"))  # the plateau's rate, the early stop
         if args.model_prefix and kv.rank == 0:
-            if (epoch + 1) % args.save_period == 0:
+            if (epoch + 1) % args.save_period == 0 or watch.must_save():
                 checkpoint.save_training(ctx, epoch + 1)  # complete before the best moves or old epochs go
                 checkpoint.note_best(args.model_prefix, epoch + 1, record.get("validation-accuracy"), ctx.log)
                 checkpoint.keep_last(args.model_prefix, epoch + 1, args.keep_last, ctx.log)
+                checkpoint.keep_peer(ctx)  # --mutual-learning 2: PREFIX-peer keeps the same epochs
             checkpoint.append_metrics(args.model_prefix, record, args.network)
+        if stop:
+            ctx.log(watch.stop_line(epoch))
+            break
     ctx.profile.finish()
     if kv.rank == 0:
         _say_where(args.model_prefix, log_file, ctx.log)
@@ -311,12 +390,17 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
     shape, aug = parse_shape(args.image_shape), Augmentation.of(args)
     conv = any(isinstance(m, nn.Conv2d) for m in network.modules())
     channels_last = bool(args.channels_last) and conv
+    if args.loss_type == "am-softmax":  # the classifier becomes a cosine one (PREFIX-symbol.json records its scale)
+        network = cosine_head(network, args.am_scale)
     if pretrained is None:  # fine-tune.py hands over trained weights
         init_weights(network, args.initializer, args.network)
     raw = network.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    model = raw
+    # --activation-checkpointing: blocks recompute their activations in backward (before DDP and compile see them)
+    memory.apply(raw, args.activation_checkpointing, args.network, logging.info if kv.rank == 0 else logging.debug)
+    quant = qat.for_run(args, raw, shape)  # --qat 1: a fake-quantized graph trains raw's own tensors (before DDP)
+    model = quant.model if quant else raw
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     compression.register(model, args.gc_type, args.gc_threshold, batch)
     batch_total = batch * kv.num_workers
     accum = math.ceil(args.macrobatch_size / batch_total) if args.macrobatch_size > batch_total else 1
@@ -327,7 +411,7 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
 
         ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
     log = logging.info if kv.rank == 0 else logging.debug
-    return types.SimpleNamespace(
+    ctx = types.SimpleNamespace(
         args=args,
         kv=kv,
         batch=batch,
@@ -344,15 +428,17 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         step=0,
         lr_mult=lr_schedule(args, steps_per_epoch, accum),
         lr_drops=set(lr_steps(args, steps_per_epoch)),
-        frozen_norms=[m for m in raw.modules() if _is_frozen_norm(m)],
+        frozen_norms=[m for m in (quant.model if quant else raw).modules() if _is_frozen_norm(m)],
         schedule=_schedule_text(args, steps_per_epoch, accum),
         loss_names=loss_names,
         mix=mixing.make_mixer(args, args.num_classes),
-        criterion=objective.make_criterion(args),
         # more training state saved in .states and restored on resume: {name: object with state_dict()}
-        extra_states={},
+        extra_states={"qat": quant} if quant else {},
+        qat=quant,
         # --benchmark feeds one random batch: jitter on noise measures nothing, and MXNet's synthetic data has none
-        train_tf=DeviceTransform(aug, shape, not args.benchmark, device, channels_last=channels_last, seed=args.seed),
+        train_tf=DeviceTransform(
+            aug, shape, not args.benchmark, device, channels_last=channels_last, seed=args.seed, part=kv.rank
+        ),
         val_tf=DeviceTransform(aug, shape, False, device, channels_last=channels_last, seed=args.seed),
         log=log,
         progress=reporting.progress if kv.rank == 0 and sys.stderr.isatty() else lambda it, n, e: it,
@@ -360,6 +446,10 @@ def _setup(args, kv, device, network, train, *, batch=None, pretrained=None):
         profile=reporting.Profile(args.profile_worker_suffix, args.profile_server_suffix, kv, device),
         check_finite=lambda v, e, where: reporting.check_finite(args.model_prefix, v, e, where),
     )
+    # the loss, with a teacher or the peer (--mutual-learning 2 adds its parameter groups to the optimizer)
+    ctx.peer = teachers.make_peer(args, raw, model, ctx.opt, device, fresh=pretrained is None)
+    ctx.criterion = objective.make_criterion(args, teachers.load_teacher(args, model, device, log), ctx.peer)
+    return ctx
 
 
 def _is_frozen_norm(module):

@@ -9,7 +9,7 @@ import argparse
 import math
 import os
 
-__all__ = ["integer", "count", "switch", "seed", "number", "fraction", "output_file", "at_most"]
+__all__ = ["integer", "count", "switch", "seed", "number", "fraction", "choice", "output_file", "at_most"]
 
 
 class _Range:
@@ -76,6 +76,18 @@ def number(min=None, max=None, above=None, below=None):
 def fraction(below=False):
     """A float flag in [0, 1], or in [0, 1) with below=True (a decay or a smoothing that must not reach 1)."""
     return number(min=0, below=1) if below else number(min=0, max=1)
+
+
+def choice(*names):
+    """A flag that takes one of `names`; any other value is an error that lists them."""
+
+    def check(text):
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of: {', '.join(names)}")
+        return text
+
+    check.__name__ = "choice"
+    return check
 
 
 def output_file(stdout=False, create=False):

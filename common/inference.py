@@ -1,52 +1,71 @@
 """Inference shared by score.py, predict.py, tools/export.py and tools/convert_mxnet.py.
 
   resolve_preprocess(flags, info)  the model's saved preprocessing, overridden by --image-shape/--rgb-mean/--rgb-std
-  val_iter(path, idx, pre, ...)    centre-crop batches of a .rec or class folder, in file order
-  evaluate / summarize / log_summary   a confusion matrix, its figures, MXNet's score.py lines
-  quantize_int8(model, calib, ...) post-training static int8 quantization (INT8_ENGINE), FX graph mode
-  score_int8(...)                  quantize, score again and log the change against float32
+                                   and --val-resize-size
+  val_iter(path, idx, pre, ...)    centre-crop batches (after the resize, when one is saved) of a .rec or class
+                                   folder, in file order
+  evaluate / log_summary           a confusion matrix; its figures (common.predictions.summarize) as MXNet's
+                                   score.py lines
+  quantize_int8(model, calib, ...) post-training static int8 quantization, FX graph mode (engine: common/qat.py)
+  score_int8(...)                  int8 (a --qat model's trained quantization, else calibrated), scored against
+                                   float32
   predict(model, files, ...)       top-K classes of image files (predict.py), unreadable files skipped and listed
 The device choice is common.dist.get_device; loading a model by name is common.modelzoo.load_model.
 """
 
+import dataclasses
 import logging
-import operator
 import sys
 import time
 import types
 import warnings
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from common import qat
 from common.augment import DeviceTransform, Geometry
 from common.data import ImageIter, open_checked
-from common.image import decode
 from common.mximport import MXNET_MEAN, MXNET_STD
 from common.networks import for_inference, plain_batchnorm
 from common.options import AUGMENT
+from common.predictions import summarize, summary_lines
 from common.util import UserError, parse_floats, parse_shape
 
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": None}
 
 
 def resolve_preprocess(args, info):
-    """The preprocessing to use: the model's saved values, overridden by the flags; returns a namespace."""
+    """The preprocessing to use: the model's saved values, overridden by the flags; returns a namespace.
+
+    resize: the short side before the centre crop (--val-resize-size, else the saved one; a zoo model's own), 0 for
+    none, None when neither says (score.py crops the image as it is, predict.py resizes to the crop over 0.875).
+    """
     saved = info.get("preprocess") or {}
     shape = parse_shape(args.image_shape) if args.image_shape else tuple(saved.get("image_shape") or (3, 224, 224))
     mean = args.rgb_mean or ",".join(str(v) for v in saved.get("rgb_mean", MXNET_MEAN))
     std = args.rgb_std or ",".join(str(v) for v in saved.get("rgb_std", MXNET_STD))
     parse_floats(mean, "rgb-mean")
     parse_floats(std, "rgb-std")
-    return types.SimpleNamespace(shape=tuple(shape), rgb_mean=mean, rgb_std=std, resize=saved.get("resize"))
+    resize, given = saved.get("resize"), getattr(args, "val_resize_size", None)
+    if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
+        raise UserError(f"{info.get('source', 'the model')}: its preprocess.resize {resize!r} is not a pixel count")
+    resize = resize if given is None else given
+    side = max(shape[1:])
+    if resize and resize < side:  # the resized image would not cover the crop
+        what = f"--val-resize-size {resize}" if given is not None else f"the model's saved resize {resize}"
+        raise UserError(
+            f"{what} is smaller than the {shape[1]}x{shape[2]} crop of --image-shape; "
+            f"give --val-resize-size 0 (no resize) or an integer >= {side}"
+        )
+    return types.SimpleNamespace(shape=tuple(shape), rgb_mean=mean, rgb_std=std, resize=resize)
 
 
 def val_iter(path, idx, pre, batch_size, nthreads):
-    """Centre-crop batches (uint8 NHWC, labels) of a .rec or class folder, in file order."""
+    """Centre-crop batches (uint8 NHWC, labels) of a .rec or class folder, in file order; pre.resize first."""
     source = open_checked(path, idx)
-    geometry = Geometry(AUGMENT, pre.shape, train=False)
+    geometry = Geometry(dataclasses.replace(AUGMENT, val_resize_size=pre.resize or 0), pre.shape, train=False)
     it = ImageIter(source, batch_size, pre.shape, geometry, shuffle=False, nthreads=nthreads)
     it.pin_memory = torch.cuda.is_available()
     return it
@@ -79,90 +98,32 @@ def evaluate(model, val, transform, device, amp_dtype, max_num=None):
     return conf.view(n, n).cpu().numpy(), top5, seen, time.time() - tic
 
 
-def summarize(conf, top5, seen, seconds, classes):
-    """Accuracy, top-5 (only when there are more than 5 classes: else it is 1), macro F1 and per-class figures."""
-    diag, support, predicted = np.diag(conf), conf.sum(1), conf.sum(0)
-    recall = np.divide(diag, support, out=np.zeros(len(diag)), where=support > 0)
-    precision = np.divide(diag, predicted, out=np.zeros(len(diag)), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(diag)), where=precision + recall > 0)
-    present = support > 0
-    names = classes if classes and len(classes) == len(diag) else [str(i) for i in range(len(diag))]
-    per_class = [
-        {"class": i, "name": names[i], "support": int(support[i]), "accuracy": float(recall[i])}
-        | {"precision": float(precision[i]), "f1": float(f1[i])}
-        for i in range(len(diag))
-    ]
-    stats = {"num_examples": int(seen), "accuracy": float(diag.sum() / max(seen, 1))}
-    if len(diag) > 5:
-        stats["top_k_accuracy_5"] = float(top5 / max(seen, 1))
-    stats["macro_f1"] = float(f1[present].mean()) if present.any() else 0.0
-    return stats | {"images_per_second": seen / max(seconds, 1e-9), "per_class": per_class}
-
-
 def log_summary(stats, tag=""):
-    """MXNet's score.py lines, then macro F1 and the per-class accuracy (the 10 worst when there are many)."""
-    logging.info("%sFinished with %f images per second", tag, stats["images_per_second"])
-    logging.info("%s%s", tag, ("accuracy", stats["accuracy"]))
-    if "top_k_accuracy_5" in stats:  # a model of 5 classes or fewer has every class in its top 5
-        logging.info("%s%s", tag, ("top_k_accuracy_5", stats["top_k_accuracy_5"]))
-    logging.info("%s%s", tag, ("macro_f1", stats["macro_f1"]))
-    rows = [r for r in stats["per_class"] if r["support"]]
-    if len(rows) > 20:
-        rows = sorted(rows, key=lambda r: r["accuracy"])[:10]
-        logging.info("%sper-class accuracy, the 10 lowest of %d classes:", tag, len(stats["per_class"]))
-    for r in rows:
-        logging.info(
-            "%s  class %d (%s): accuracy %.4f of %d, f1 %.4f",
-            *(tag, r["class"], r["name"], r["accuracy"], r["support"], r["f1"]),
-        )
-
-
-def read_synset(path):
-    """Class names from a synset / labels file, one per line."""
-    try:
-        with open(path) as f:
-            return [line.strip() for line in f if line.strip()]
-    except OSError as err:
-        raise UserError(f"--synset {path}: cannot read it ({err.strerror})") from None
-
-
-# oneDNN's int8 kernels ran resnet-18 about 1.2x faster than fbgemm's (the "x86" engine's pick) on an AVX2 CPU
-# without VNNI (benchmarks/bench_score.py --int8); fbgemm remains where a torch build lacks oneDNN.
-INT8_ENGINE = "onednn" if "onednn" in torch.backends.quantized.supported_engines else "x86"
-
-
-OUT_OF_PLACE = {"relu_": torch.nn.functional.relu, "add_": operator.add}
-
-
-def out_of_place(graph_module):
-    """Rewrite `t.relu_()` / `t.add_(u)` as their out-of-place forms where t has no other reader; returns it.
-
-    The quantization flow fuses and quantizes only the out-of-place forms: on the MXNet-layout ResNet the in-place
-    ones left each ReLU after a convolution unfused and each residual add in float32 between dequantize and quantize.
-    """
-    for node in graph_module.graph.nodes:
-        if node.op == "call_method" and node.target in OUT_OF_PLACE and len(node.args[0].users) == 1:
-            node.op, node.target = "call_function", OUT_OF_PLACE[node.target]
-    graph_module.recompile()
-    return graph_module
+    """MXNet's score.py lines (summary_lines after the speed line), each prefixed with tag."""
+    if "images_per_second" in stats:
+        logging.info("%sFinished with %f images per second", tag, stats["images_per_second"])
+    for line in summary_lines(stats):
+        logging.info("%s%s", tag, line)
 
 
 @torch.no_grad()
-def quantize_int8(model, calib, transform, num_batches):
-    """Post-training static int8 quantization (INT8_ENGINE), calibrated on num_batches batches of calib."""
+def quantize_int8(model, calib, transform, num_batches, engine=None):
+    """Post-training static int8 quantization for `engine` (default common.qat.DEFAULT_ENGINE), FX graph mode,
+    calibrated on num_batches batches of calib."""
     from torch.ao.quantization import get_default_qconfig_mapping, quantize_fx
 
-    torch.backends.quantized.engine = INT8_ENGINE  # the model runs under it
+    engine = qat.engine(engine)
+    torch.backends.quantized.engine = engine  # the model runs under it
     model = plain_batchnorm(for_inference(model).to("cpu", memory_format=torch.contiguous_format))
     if isinstance(model, torch.fx.GraphModule):
-        model = out_of_place(model)
+        model = qat.out_of_place(model)
     prepared = None
     for i, (x, _) in enumerate(calib):
         x = transform(x).contiguous()
         if prepared is None:
             with warnings.catch_warnings():  # the FX flow warns that it is superseded; it is what runs int8 fast
                 warnings.simplefilter("ignore")
-                prepared = quantize_fx.prepare_fx(model, get_default_qconfig_mapping(INT8_ENGINE), (x,))
+                prepared = quantize_fx.prepare_fx(model, get_default_qconfig_mapping(engine), (x,))
         prepared(x)
         if i + 1 >= num_batches:
             break
@@ -174,15 +135,23 @@ def quantize_int8(model, calib, transform, num_batches):
 
 
 def score_int8(args, model, pre, device, fp32_stats, val):
-    """Quantize to int8 (calibrated on --data-calib), score again and log the change against float32."""
+    """Score the int8 network (a --qat model's trained quantization, else calibrated on --data-calib) and log the
+    change against float32."""
     if device.type != "cpu":
         raise UserError("--dtype int8 runs on the CPU; drop --gpus")
-    calib_path = args.data_calib or args.data_val
-    if not args.data_calib:
-        logging.info("int8: calibrating on the first %d batches of --data-val (give --data-calib)", args.calib_batches)
-    calib = val_iter(calib_path, "", pre, args.batch_size, args.data_nthreads)
     transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
-    qmodel = quantize_int8(model, calib, transform, args.calib_batches)
+    trained = qat.trained_int8(args.model, args.load_epoch, args.quant_engine)
+    if trained is not None:
+        (qmodel, engine), how = trained, "qat"
+    else:
+        engine, how = qat.engine(args.quant_engine), f"calibrated on {args.calib_batches} batches"
+        if not args.data_calib:
+            logging.info(
+                "int8: calibrating on the first %d batches of --data-val (give --data-calib)",
+                args.calib_batches,
+            )
+        calib = val_iter(args.data_calib or args.data_val, "", pre, args.batch_size, args.data_nthreads)
+        qmodel = quantize_int8(model, calib, transform, args.calib_batches, engine)
     conf, top5, seen, seconds = evaluate(qmodel, val, transform, device, None, args.max_num_examples)
     stats = summarize(conf, top5, seen, seconds, None)
     log_summary(stats, "int8: ")
@@ -190,34 +159,37 @@ def score_int8(args, model, pre, device, fp32_stats, val):
     if "top_k_accuracy_5" in stats:
         change += f", top-5 {stats['top_k_accuracy_5'] - fp32_stats['top_k_accuracy_5']:+.4f}"
     speedup = stats["images_per_second"] / fp32_stats["images_per_second"]
-    logging.info("int8 vs float32: %s, speed-up %.2fx", change, speedup)
-    return stats
+    logging.info("int8 vs float32: %s, speed-up %.2fx (engine %s)", change, speedup, engine)
+    return stats | {"engine": engine, "quantization": how}
 
 
-def load_image(path, pre):
-    """Decode path, resize its short side and centre-crop to pre.shape: (H, W, C) uint8 RGB."""
+def image_geometry(pre):
+    """The Geometry predict.py reads files with: score.py's centre crop, after resizing the short side to pre.resize
+    (when None: to the crop over 0.875, the usual ImageNet evaluation ratio)."""
+    resize = pre.resize if pre.resize is not None else round(max(pre.shape[1:]) / 0.875)
+    return Geometry(dataclasses.replace(AUGMENT, val_resize_size=resize), pre.shape, train=False)
+
+
+def load_image(path, geometry):
+    """Decode path, resize its short side and centre-crop as geometry does: (H, W, C) uint8 RGB."""
     try:
         with open(path, "rb") as f:
-            img, _ = decode(f.read(), pre.shape[0])
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
-    c, h, w = pre.shape
-    side = pre.resize or round(max(h, w) / 0.875)
-    scale = side / min(img.shape[:2])
-    size = (max(w, round(img.shape[1] * scale)), max(h, round(img.shape[0] * scale)))
-    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-    img = img[y : y + h, x : x + w]
-    return img.reshape(h, w, c)
+            buf = f.read()
+    except OSError as err:
+        raise UserError(f"{path}: not a readable image ({err.strerror})") from None
+    out, why = np.empty((geometry.height, geometry.width, geometry.channels), np.uint8), []
+    if not geometry.load(buf, np.random.default_rng(0), out, why):  # no randomness in evaluation: never drawn
+        raise UserError(f"{path}: not a readable image ({why[0] if why else 'does not decode'})")
+    return out
 
 
-def load_batch(paths, pre, failed):
+def load_batch(paths, geometry, failed):
     """(paths read, their images); each file that cannot be read is skipped with one line on stderr, and listed in
     failed."""
     chunk, images = [], []
     for path in paths:
         try:
-            images.append(load_image(path, pre))
+            images.append(load_image(path, geometry))
             chunk.append(path)
         except UserError as err:
             print(f"skipped {err}", file=sys.stderr)
@@ -230,9 +202,11 @@ def predict(model, files, pre, device, top_k, batch_size, classes):
     """([{path, top: [{class, name, probability}]}] for each readable file, top_k classes by probability;
     [paths that could not be read])."""
     transform = DeviceTransform(pre, pre.shape, False, device, channels_last=False)
+    geometry = image_geometry(pre)
+    model = for_inference(model).to(device)  # score.py's form of the network: the same predictions
     results, failed = [], []
     for start in range(0, len(files), batch_size):
-        chunk, images = load_batch(files[start : start + batch_size], pre, failed)
+        chunk, images = load_batch(files[start : start + batch_size], geometry, failed)
         if not images:
             continue
         batch = torch.from_numpy(np.stack(images)).to(device)
@@ -245,5 +219,5 @@ def predict(model, files, pre, device, top_k, batch_size, classes):
         p, idx = prob.topk(min(top_k, prob.shape[1]), dim=1)
         for path, ps, ks in zip(chunk, p.tolist(), idx.tolist()):
             top = [{"class": k, "name": classes[k] if classes else str(k), "probability": q} for k, q in zip(ks, ps)]
-            results.append({"path": path, "top": top})
+            results.append({"path": path, "top": top, "num_classes": prob.shape[1]})
     return results, failed

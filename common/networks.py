@@ -4,6 +4,7 @@ get_network(args)                     --network with the other set flags as its 
 network_arguments(network, values)    every argument of a family's get_symbol (what PREFIX-symbol.json records)
 replace_head(model, layer, classes)   fine-tuning's cut and new classifier, replayed by rebuild() on loading
 rebuild(network, arguments, steps)    the network a PREFIX-symbol.json describes
+cosine_head(model, scale)             the last linear layer as a cosine classifier (--loss-type am-softmax)
 for_inference(model)                  an eval copy with BatchNorm folded into the convolutions
 """
 
@@ -13,6 +14,7 @@ import inspect
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import symbols
@@ -22,6 +24,8 @@ from symbols.mxlayers import MXBatchNorm
 
 # What PREFIX-symbol.json records of each classifier replacement fine-tune.py made (checkpoint.write_symbol).
 FINE_TUNE_KEYS = ("pretrained_num_classes", "layer_before_fullc", "image_shape", "num_classes")
+# The argument PREFIX-symbol.json records for a cosine classifier (its scale); get_symbol never sees it.
+COSINE_KEY = "cosine_scale"
 
 
 def zoo_names():
@@ -121,6 +125,45 @@ def replace_head(model, layer, num_classes, shape):
     return nn.Sequential(layers), head, names[cut + 1 :]
 
 
+class CosineClassifier(nn.Linear):
+    """scale * cos(angle between the feature and each class's weight): AM-softmax's classifier (no bias).
+
+    Written here because neither torch nor timm has this layer. Features and class weights are L2-normalised; the
+    additive margin belongs to the loss (common/objective.py), so scoring takes the argmax of these outputs as usual.
+    An nn.Linear (same weight shape and name), so fine-tuning finds it as the classifier to replace.
+    """
+
+    def __init__(self, in_features, out_features, scale):
+        super().__init__(in_features, out_features, bias=False)
+        self.scale = float(scale)
+
+    def forward(self, x):
+        """x (N, in_features) -> (N, out_features) logits in [-scale, scale]."""
+        return self.scale * F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1))
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, scale={self.scale:g}"
+
+
+def cosine_head(model, scale):
+    """Make model's last nn.Linear a CosineClassifier of `scale` in place (its weight kept, its bias dropped)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("--loss-type am-softmax: the network has no fully connected classifier to make a cosine one")
+    parent, _, leaf = linears[-1].rpartition(".")
+    owner = model.get_submodule(parent) if parent else model
+    old = getattr(owner, leaf)
+    if isinstance(old, CosineClassifier):
+        old.scale = float(scale)
+        return model
+    head = CosineClassifier(old.in_features, old.out_features, scale).to(old.weight.device)
+    head.weight = old.weight  # the same Parameter: its lr_mult and requires_grad (fine-tuning's) stay
+    if hasattr(old, "mx_name"):
+        head.mx_name = old.mx_name
+    setattr(owner, leaf, head)
+    return model
+
+
 def check_record(network, arguments, fine_tune, path):
     """UserError naming the field when a symbol file's record is of the wrong type or would build a giant network."""
     if not isinstance(network, str) or not network:
@@ -137,6 +180,9 @@ def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
     """The network a PREFIX-symbol.json describes: built from its arguments, then its fine-tune head replacements."""
     check_record(network, arguments, fine_tune, path)
     arguments = {k: v for k, v in arguments.items() if v is not None}
+    scale = arguments.pop(COSINE_KEY, None)  # a cosine classifier (--loss-type am-softmax), applied last
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6):
+        validate.fail(path, f"arguments.{COSINE_KEY}", f"is {str(scale)[:40]!r}, not a positive scale")
     if fine_tune:  # the pretrained network had its own class count; each replacement sets the next one
         arguments["num_classes"] = fine_tune[0]["pretrained_num_classes"]
     # alexnet and googlenet are both zoo and symbols names: a fine-tune entry says which one was the pretrained one.
@@ -149,4 +195,4 @@ def rebuild(network, arguments, fine_tune=(), path="the symbol file"):
         model = symbols.get_symbol(network, **arguments)
     for step in fine_tune:
         model = replace_head(model, step["layer_before_fullc"], step["num_classes"], tuple(step["image_shape"]))[0]
-    return model
+    return cosine_head(model, scale) if scale is not None else model

@@ -1,7 +1,8 @@
 """How the weights start and move: MXNet's initializers, the optimizers, the learning-rate schedule.
 
 Parameter groups follow MXNet's multipliers: weight decay on weights and BatchNorm gammas only (wd_mult 0 on
-biases and betas), and a parameter's `lr_mult` attribute (fine-tune.py's --pretrained-lr-mult) scales its rate.
+biases and betas) unless --norm-weight-decay / --bias-weight-decay say otherwise, and a parameter's `lr_mult`
+attribute (fine-tune.py's --pretrained-lr-mult) scales its rate.
 """
 
 import math
@@ -53,18 +54,69 @@ def init_weights(model, name, network):
             m.reset_identity()
 
 
+# A parameter's kind decides its weight decay (group_decay). The groups are (kind, lr_mult) in KINDS order whatever
+# the decay flags say, so a checkpoint resumes under other flags: resume_training re-reads each group's decay.
+KINDS = ("weight", "norm_weight", "norm_bias", "bias", "other")
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)  # _NormBase: batch and instance
+
+
+def param_kind(model, name):
+    """weight, norm_weight / norm_bias (a normalisation layer's), bias, or other (MXNet's wd_mult 0 by name)."""
+    owner, _, leaf = name.rpartition(".")
+    if isinstance(model.get_submodule(owner), NORMS):
+        return "norm_weight" if leaf == "weight" else "norm_bias"
+    if leaf == "bias":
+        return "bias"
+    return "weight" if name.endswith("weight") else "other"
+
+
+def group_decay(args, kind):
+    """The weight decay of a group of `kind`: MXNet's (--wd on weights and gammas) unless the flags give another."""
+    norm, bias = getattr(args, "norm_weight_decay", None), getattr(args, "bias_weight_decay", None)
+    if kind in ("norm_weight", "norm_bias") and norm is not None:
+        return norm
+    if kind == "bias" and bias is not None:
+        return bias
+    return args.wd if kind in ("weight", "norm_weight") else 0.0
+
+
 def param_groups(args, model):
-    """Weight decay on weights and BN gammas only (MXNet's wd_mult); a parameter's `lr_mult` scales its rate."""
-    by_key = {}
+    """One group per (kind, lr_mult), KINDS order: its weight decay by group_decay, its rate times `lr_mult`."""
+    by_key = {(kind, 1.0): [] for kind in KINDS}  # the plain case's groups always exist, so the layout is stable
     for name, p in model.named_parameters():
-        if p.requires_grad:  # key (no decay, lr_mult): the decayed group first, as checkpoints keep the order
-            by_key.setdefault((not name.endswith("weight"), float(getattr(p, "lr_mult", 1.0))), []).append(p)
-    by_key.setdefault((False, 1.0), [])  # the two groups of the plain case always exist
-    by_key.setdefault((True, 1.0), [])
+        if p.requires_grad:
+            by_key.setdefault((param_kind(model, name), float(getattr(p, "lr_mult", 1.0))), []).append(p)
     return [
-        {"params": ps, "weight_decay": 0.0 if no_decay else args.wd, "decay": not no_decay, "lr_mult": mult}
-        for (no_decay, mult), ps in sorted(by_key.items())
+        {"params": ps, "weight_decay": group_decay(args, kind), "kind": kind, "lr_mult": mult}
+        for (kind, mult), ps in sorted(by_key.items(), key=lambda item: (KINDS.index(item[0][0]), item[0][1]))
     ]
+
+
+def _older_layout(model):
+    """A load_state_dict pre-hook: optimizer state of checkpoints with the older groups ([decay, no decay] x
+    lr_mult, by name) moved parameter by parameter onto param_groups' layout."""
+
+    def hook(opt, saved):
+        if all("kind" in g for g in saved["param_groups"]):
+            return None
+        old = {(False, 1.0): [], (True, 1.0): []}
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                old.setdefault((not name.endswith("weight"), float(getattr(p, "lr_mult", 1.0))), []).append(p)
+        old = [ps for _, ps in sorted(old.items())]
+        if [len(g["params"]) for g in saved["param_groups"]] != [len(ps) for ps in old]:
+            return None  # not that layout either: load_state_dict says it does not fit
+        index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+        pairs = zip((p for ps in old for p in ps), (i for g in saved["param_groups"] for i in g["params"]), strict=True)
+        state = {index[id(p)]: saved["state"][i] for p, i in pairs if i in saved["state"]}
+        groups, start = [], 0
+        for g in opt.param_groups:  # this run's settings; resume_training sets decay and momentum from the flags
+            settings = {k: v for k, v in g.items() if k != "params"}
+            groups.append({**settings, "params": list(range(start, start + len(g["params"])))})
+            start += len(g["params"])
+        return {"state": state, "param_groups": groups}
+
+    return hook
 
 
 def set_lr(opt, rate):
@@ -75,6 +127,13 @@ def set_lr(opt, rate):
 
 def make_optimizer(args, model):
     """torch.optim (timm for LARS and LAMB, common/mxoptim.py for MXNet's own rules) over param_groups(args, model)."""
+    opt = _make_optimizer(args, model)
+    opt.register_load_state_dict_pre_hook(_older_layout(model))
+    return opt
+
+
+def _make_optimizer(args, model):
+    """make_optimizer's rule by --optimizer."""
     groups = param_groups(args, model)
     name, lr, mom = args.optimizer.lower(), args.lr, args.mom
     if name in ("sgd", "nag"):
@@ -87,6 +146,8 @@ def make_optimizer(args, model):
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-8)
     if name == "adagrad":
         return torch.optim.Adagrad(groups, lr=lr, eps=1e-7)
+    if name == "asgd":  # averaged SGD, torch's defaults (lambd 1e-4, alpha 0.75, t0 1e6)
+        return torch.optim.ASGD(groups, lr=lr)
     if name in ("lars", "lamb"):
         from timm.optim import Lamb, Lars
 

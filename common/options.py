@@ -15,10 +15,11 @@ from common import flags
 MAX_IMAGE_PIXELS = 178_956_970
 LOSSES = {"ce": "cross-entropy", "nll_loss": "nll-loss", "nll": "nll-loss"}
 DTYPES = ("float32", "float16", "bfloat16")
+LOSS_TYPES = ("softmax", "am-softmax")
 
 OPTIMIZERS = (
     *("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad", "lars", "lamb", "adadelta", "adamax", "nadam"),
-    *("signum", "ftml", "ftrl", "sgld", "dcasgd", "lbsgd"),
+    *("signum", "ftml", "ftrl", "sgld", "dcasgd", "lbsgd", "asgd"),
 )
 
 
@@ -155,22 +156,158 @@ def _add_suite_fit_args(t):
 
 def _add_regularisation_args(t):
     """Mixing, gradient clipping, weight decay by parameter kind, SAM (today's recipes)."""
+    t.add_argument(
+        "--mixup-alpha",
+        type=flags.number(min=0),
+        default=0.0,
+        help="mixup: mix each image with another of the batch, Beta(alpha, alpha) weights, soft targets (0: off)",
+    )
+    t.add_argument(
+        "--cutmix-alpha",
+        type=flags.number(min=0),
+        default=0.0,
+        help="cutmix: paste a box of another image of the batch, Beta(alpha, alpha) area (0: off); with "
+        "--mixup-alpha too, one of the two per batch",
+    )
+    t.add_argument(
+        "--clip-grad-norm",
+        type=flags.number(above=0),
+        help="clip the gradient's global L2 norm to this before each step (default: no clipping)",
+    )
+    t.add_argument(
+        "--norm-weight-decay",
+        type=flags.number(min=0),
+        help="weight decay of normalisation layers' weights and biases (default: --wd on gammas, none on betas)",
+    )
+    t.add_argument(
+        "--bias-weight-decay",
+        type=flags.number(min=0),
+        help="weight decay of the other layers' biases (default: none, as MXNet)",
+    )
+    t.add_argument(
+        "--sam-rho",
+        type=flags.number(min=0),
+        default=0.0,
+        help="sharpness-aware minimisation around --optimizer: the step takes the gradient at the weights moved "
+        "rho along the normalised gradient (two forward/backward passes; 0: off)",
+    )
 
 
 def _add_schedule_args(t):
     """Rate on a plateau, early stopping, the rate finder."""
+    t.add_argument(
+        "--lr-plateau",
+        type=flags.count(),
+        help="multiply the lr by --lr-factor each time Validation-accuracy has not improved for N epochs (on top of "
+        "--lr-step-epochs or --cosine and the warm-up)",
+    )
+    t.add_argument(
+        "--early-stop",
+        type=flags.count(),
+        help="stop when Validation-accuracy has not improved for N epochs; the best epoch is saved whatever "
+        "--save-period says and kept as --load-epoch best",
+    )
+    t.add_argument(
+        "--lr-find",
+        type=flags.switch(),
+        default=0,
+        help="1: sweep the lr exponentially over training batches, draw the loss against it, print 'suggested lr=X' "
+        "(the steepest fall of the smoothed loss); nothing is trained or saved",
+    )
+    t.add_argument("--lr-find-start", type=flags.number(above=0), default=1e-7, help="--lr-find: the first rate")
+    t.add_argument("--lr-find-end", type=flags.number(above=0), default=10.0, help="--lr-find: the last rate")
+    t.add_argument(
+        "--lr-find-steps",
+        type=flags.count(min=10),
+        default=200,
+        help="--lr-find: batches of the sweep; it ends early when the loss explodes",
+    )
+    t.add_argument(
+        "--lr-find-plot",
+        type=flags.output_file(create=True),
+        help="--lr-find: the PNG of loss against rate (default: PREFIX-lr-find.png, or lr-find.png without a prefix)",
+    )
 
 
 def _add_loss_args(t):
     """The training loss and teachers: additive-margin softmax, distillation, mutual learning."""
+    t.add_argument(
+        "--loss-type",
+        choices=LOSS_TYPES,
+        default="softmax",
+        help="softmax cross-entropy, or am-softmax: a cosine classifier trained with an additive margin",
+    )
+    t.add_argument(
+        "--am-margin", type=flags.number(min=0, below=1), default=0.35, help="am-softmax: the margin m on the cosine"
+    )
+    t.add_argument(
+        "--am-scale", type=flags.number(above=0), default=30.0, help="am-softmax: the scale s of the cosine logits"
+    )
+    t.add_argument(
+        "--distill-from",
+        type=str,
+        default="",
+        help="distil from this teacher: a checkpoint prefix (the suite's or MXNet's; its last epoch) or a zoo name",
+    )
+    t.add_argument(
+        "--distill-alpha",
+        type=flags.fraction(),
+        default=0.5,
+        help="weight a of the teacher's (or peer's) term: (1-a)*CE + a*T^2*KL(teacher_T || student_T)",
+    )
+    t.add_argument(
+        "--distill-temperature",
+        type=flags.number(above=0),
+        default=4.0,
+        help="temperature T that softens the teacher's (or peer's) and the student's outputs",
+    )
+    t.add_argument(
+        "--mutual-learning",
+        type=flags.integer(min=1, max=2),
+        default=1,
+        help="networks trained together: 2 is deep mutual learning, each also learning from the other's softened "
+        "output (--distill-alpha, --distill-temperature); the second is saved under PREFIX-peer",
+    )
 
 
 def _add_memory_args(t):
     """Memory: activation checkpointing."""
+    t.add_argument(
+        "--activation-checkpointing",
+        type=flags.switch(),
+        default=0,
+        help="1: residual and inception blocks recompute their activations in backward (MXNet's memory mirror, "
+        "MXNET_BACKWARD_DO_MIRROR): less memory for about one more forward pass",
+    )
 
 
 def _add_quantization_args(t):
     """Quantization-aware training."""
+    t.add_argument(
+        "--qat",
+        type=flags.switch(),
+        default=0,
+        help="1: quantization-aware training (torch.ao, int8 simulated in training); tools/export.py --format int8 "
+        "and score.py --dtype int8 then use the trained quantization",
+    )
+    t.add_argument(
+        "--qat-observer-epochs",
+        type=flags.count(),
+        default=4,
+        help="--qat: the observers update the activation ranges in the first N epochs, then freeze (torchvision's 4)",
+    )
+    t.add_argument(
+        "--qat-bn-epochs",
+        type=flags.integer(min=0),
+        default=3,
+        help="--qat: the BatchNorm statistics folded into convolutions update in the first N epochs (torchvision's 3)",
+    )
+    t.add_argument(
+        "--quant-engine",
+        type=str,
+        help="--qat: the int8 engine to train for, one of torch.backends.quantized.supported_engines "
+        "(default: onednn where torch has it, else x86)",
+    )
 
 
 def add_data_args(parser):
@@ -194,6 +331,13 @@ def add_data_args(parser):
         help="the value for padding and borders",
     )
     data.add_argument("--image-shape", type=str, help="the image shape fed into the network, e.g. (3,224,224)")
+    data.add_argument(
+        "--val-resize-size",
+        type=flags.integer(min=0),
+        default=AUGMENT.val_resize_size,
+        help="validation: resize the shorter side to this, at least the crop of --image-shape, before the centre "
+        "crop (e.g. 232 for 224, 342 for 299); saved with the model for score.py. 0: crop the image as it is (MXNet)",
+    )
     data.add_argument(
         "--max-image-pixels",
         type=flags.integer(min=0),
@@ -220,12 +364,25 @@ def add_data_args(parser):
         default=None,
         help="seed of the per-epoch global shuffle (default: --seed, else 0)",
     )
+    data.add_argument(
+        "--ra-reps",
+        type=flags.count(),
+        default=1,
+        help="repeated augmentation: each training image N times per epoch, each copy augmented anew, the copies "
+        "on different workers where there are enough; an epoch is then N times the batches (the rate schedule "
+        "counts them): divide --num-epochs by N for the same compute",
+    )
     return data
 
 
 def _flag(default, help, type=None, group=True):
     """A field of Augmentation with its flag's help (and type, when not the annotation); group=False: a Data flag."""
     return dataclasses.field(default=default, metadata={"help": help, "type": type, "group": group})
+
+
+AUTO_AUGMENTS = ("none", "ra", "ta_wide", "augmix", "imagenet")  # --auto-augment (common/autoaug.py)
+# the flags of today's recipes that scripts without MXNet's augmentation group (train_mnist.py) take too
+RECIPE_AUGMENTATIONS = ("auto_augment", "ra_magnitude", "augmix_severity", "random_erase")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,12 +418,26 @@ class Augmentation:
     use_imagenet_data_augmentation: int = _flag(
         0, "1: the ImageNet preset (random-resized crop, colour, PCA noise) for every flag not given", flags.switch()
     )
+    auto_augment: str = _flag(
+        "none",
+        "per-image policy after the crop: ra (RandAugment), ta_wide (TrivialAugment-wide), augmix, imagenet "
+        "(AutoAugment's ImageNet policy), none",
+        flags.choice(*AUTO_AUGMENTS),
+    )
+    ra_magnitude: int = _flag(9, "--auto-augment ra: the magnitude of its operations, 0-30", flags.integer(0, 30))
+    augmix_severity: int = _flag(3, "--auto-augment augmix: the severity of its operations, 1-10", flags.integer(1, 10))
+    random_erase: float = _flag(
+        0.0, "probability of erasing a random rectangle of each training image to the mean colour", flags.fraction()
+    )
     pad_size: int = _flag(0, "padding the input image", group=False)
     fill_value: int = _flag(127, "the value for padding and borders", group=False)
     rgb_mean: str = _flag("123.68,116.779,103.939", "a tuple of size 3 for the mean rgb", group=False)
     rgb_std: str = _flag("1,1,1", "a tuple of size 3 for the std rgb", group=False)
     max_image_pixels: int = _flag(
         MAX_IMAGE_PIXELS, "skip (and count) an image whose header claims more pixels (0: no limit)", group=False
+    )
+    val_resize_size: int = _flag(
+        0, "validation: resize the shorter side to this before the centre crop (0: crop as it is)", group=False
     )
 
     @classmethod
@@ -280,11 +451,12 @@ class Augmentation:
 AUGMENT = Augmentation()  # the defaults, which common.data's flags declare too
 
 
-def add_data_aug_args(parser):
-    """Add MXNet's augmentation flags (the `Image augmentations` group), one per field of Augmentation."""
+def add_data_aug_args(parser, names=None):
+    """Add MXNet's augmentation flags (the `Image augmentations` group), one per field of Augmentation (or of those
+    named in `names`)."""
     aug = parser.add_argument_group("Image augmentations", "implemented on the workers and the device")
     for f in dataclasses.fields(Augmentation):
-        if f.metadata["group"]:
+        if f.metadata["group"] and (names is None or f.name in names):
             kind = f.metadata["type"] or f.type  # the annotation: int or float
             aug.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=f.metadata["help"])
     return aug

@@ -2,8 +2,9 @@
 
   --format onnx          ONNX (dynamic batch), checked with onnxruntime against the network on a sample
   --format torch-export  a torch.export program (.pt2), checked the same way after loading it back
-  --format int8          post-training static int8 quantization for the CPU (torch.ao FX, oneDNN backend),
-                         calibrated on batches of --data-calib, saved as TorchScript with its preprocessing
+  --format int8          int8 for the CPU (torch.ao FX): a --qat checkpoint's trained quantization, else
+                         post-training static quantization calibrated on --calib-batches batches of --data-calib
+                         for --quant-engine (default oneDNN); saved as TorchScript with its preprocessing
                          (preprocess.json, which also names the quantized engine to set before running it)
 The sample is the first batch of --data-val (else --data-calib) when given, else random images. For onnx and
 torch-export the check fails (exit 2) when a top-1 class differs or a logit is off by more than 1e-3 of the largest;
@@ -22,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: the repository root holds the pa
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import flags, options  # noqa: E402
-from common.util import UserError, choice_error, main_guard  # noqa: E402
+from common.util import choice_error, main_guard  # noqa: E402
 
 FORMATS = ("onnx", "torch-export", "int8")
 
@@ -44,7 +45,14 @@ def parse_args(argv):
     )
     p.add_argument("--data-val", help="a .rec or folder whose first batch checks the export")
     p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument("--calib-batches", type=flags.count(), default=4, help="int8: number of calibration batches")
+    p.add_argument(
+        "--calib-batches", type=flags.count(), default=32, help="int8: number of calibration batches (torchvision's 32)"
+    )
+    p.add_argument(
+        "--quant-engine",
+        help="int8: torch's quantized engine (torch.backends.quantized.supported_engines; default: onednn where "
+        "torch has it, else x86; a --qat model: the one it trained for)",
+    )
     p.add_argument("--batch-size", type=flags.count(), default=8, help="batch size of the sample and calibration")
     p.add_argument("--image-shape", help="C,H,W (default: saved with the model)")
     p.add_argument("--rgb-mean", help="mean rgb (default: saved with the model)")
@@ -59,12 +67,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     import torch  # after parsing: --help answers before torch loads
 
-    from common import inference, modelzoo, networks
-    from tools.exporting import compare, export_int8, export_onnx, export_program, sample_batch
+    from common import inference, modelzoo, networks, qat
+    from tools.exporting import compare, export_int8, export_onnx, export_program, int8_model, sample_batch
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)  # as training makes its prefix's
     if args.format not in FORMATS:
         raise choice_error("--format", args.format, FORMATS)
+    qat.engine(args.quant_engine)  # a bad --quant-engine ends here, before anything loads
     model, info = modelzoo.load_model(args.model, args.load_epoch)
     pre = inference.resolve_preprocess(args, info)
     meta = {"network": info["network"], "arguments": info.get("arguments") or {}, "classes": info.get("classes")}
@@ -79,10 +88,8 @@ def main(argv=None):
         elif args.format == "torch-export":
             out = export_program(model, x, args.output, meta)
         else:
-            if not (args.data_calib or args.data_val):
-                raise UserError("--format int8 needs calibration images: pass --data-calib (or --data-val) FILE.rec")
-            calib = inference.val_iter(args.data_calib or args.data_val, "", pre, args.batch_size, 2)
-            out = export_int8(model, x, args.output, meta, calib, transform, args.calib_batches)
+            qmodel, quantization = int8_model(args, model, pre, transform)
+            out = export_int8(qmodel, x, args.output, meta | quantization)
     logging.info("wrote %s (%s) from %s", args.output, args.format, info["source"])
     logging.info(compare(args.format, ref, out, logits_too=args.format != "int8"))
     return types.SimpleNamespace(path=args.output, reference=ref, output=out)

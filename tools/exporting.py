@@ -1,4 +1,5 @@
-"""The formats of tools/export.py: ONNX (checked with onnxruntime), a torch.export program, int8 TorchScript.
+"""The formats of tools/export.py: ONNX (checked with onnxruntime), a torch.export program, int8 TorchScript
+(a --qat model's trained quantization, else a calibration).
 
 Each writes through a temporary name (common.util.atomic_path) and runs the written file on a sample batch;
 compare() judges the result against the network. Kept apart from the command line so that --help loads no torch.
@@ -10,7 +11,7 @@ import warnings
 
 import torch
 
-from common import inference
+from common import inference, qat
 from common.augment import DeviceTransform
 from common.util import UserError, atomic_path
 
@@ -84,10 +85,24 @@ def export_program(model, x, path, meta):
     return out
 
 
-def export_int8(model, x, path, meta, calib, transform, num_batches):
-    """Quantize to int8, save it as TorchScript with the preprocessing as extra file, load it back and run x."""
-    qmodel = inference.quantize_int8(model, calib, transform, num_batches)
-    meta = {**meta, "quantized_engine": inference.INT8_ENGINE}  # its activations are calibrated for this engine
+def int8_model(args, model, pre, transform):
+    """(int8 network, what preprocess.json records of it): a --qat checkpoint's trained quantization, else the
+    network calibrated on --calib-batches batches of --data-calib (or --data-val)."""
+    trained = qat.trained_int8(args.model, args.load_epoch, args.quant_engine)
+    if trained is not None:
+        qmodel, engine = trained
+        return qmodel, {"quantized_engine": engine, "quantization": "qat"}
+    if not (args.data_calib or args.data_val):
+        raise UserError("--format int8 needs calibration images: pass --data-calib (or --data-val) FILE.rec")
+    calib = inference.val_iter(args.data_calib or args.data_val, "", pre, args.batch_size, 2)
+    engine = qat.engine(args.quant_engine)
+    qmodel = inference.quantize_int8(model, calib, transform, args.calib_batches, engine)
+    # its activations are calibrated for this engine: run the file under it
+    return qmodel, {"quantized_engine": engine, "quantization": f"calibrated on {args.calib_batches} batches"}
+
+
+def export_int8(qmodel, x, path, meta):
+    """Save an int8 network as TorchScript with the preprocessing as extra file, load it back and run x."""
     # TorchScript is what runs torch's int8 kernels without Python; torch now warns that it is deprecated on every
     # trace, save and load: said once here instead, in the docstring of tools/export.py
     with atomic_path(path) as tmp, warnings.catch_warnings():
