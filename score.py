@@ -74,14 +74,17 @@ def main(argv=None):
     """Score --model on --data-val, or --preds against --gts; write the reports."""
     parser = argparse.ArgumentParser(description="score a model on a dataset", formatter_class=options.HelpFormatter)
     args = add_score_args(parser).parse_args(argv)
-    if not (args.model and args.data_val) and not (args.preds and args.gts):
+    preds = bool(args.preds or args.gts)
+    scores_model = bool(args.model and args.data_val) and not preds
+    if scores_model == (bool(args.preds and args.gts) and not (args.model or args.data_val)):  # neither, or both
         raise UserError(
-            "give --model and --data-val to score a model, or --preds DIR and --gts FILE to score prediction files"
+            "score a model (give --model and --data-val) or prediction files (give --preds DIR and --gts FILE), "
+            "one of the two"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)-15s %(message)s")
     from common.predictions import score_predictions, summary_lines  # numpy only: prediction files score fast
 
-    if args.preds and args.gts:
+    if preds:
         report = {"preds": args.preds, "gts": args.gts}
         report.update(score_predictions(args.preds, args.gts, args.synset))
         logging.info("scored %d prediction files of %s against %s", report["num_examples"], args.preds, args.gts)
@@ -90,7 +93,14 @@ def main(argv=None):
     else:
         report = score_model(args)
     if args.report_txt:
-        atomic_write(args.report_txt, "".join(f"{line}\n" for line in summary_lines(report, every_class=True)), "w")
+        what = f"predictions {args.preds} against {args.gts}" if preds else f"model {args.model} on {args.data_val}"
+        lines = [what, f"images {report['num_examples']}", *summary_lines(report, every_class=True)]
+        c = report.get("complexity")
+        if c:
+            from common.complexity import describe  # torch: already loaded with the model
+
+            lines.insert(2, "complexity " + describe(c["params"], c["macs"]))
+        atomic_write(args.report_txt, "".join(f"{line}\n" for line in lines), mode="w")
     if args.confusion_png:
         import numpy as np
 

@@ -224,7 +224,10 @@ def _blend_lut(f, base):
 
 def _contrast(img, m):
     """Blend with the mean grey level (torchvision's adjust_contrast)."""
-    mean = cv2.mean(_grey(img) if img.shape[2] == 3 else _cv(img))[0]
+    if img.shape[2] == 3:  # OpenCV rounds the grey level where torchvision rounds it down: half a level less
+        mean = cv2.mean(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))[0] - 0.5
+    else:
+        mean = cv2.mean(_cv(img))[0]
     return cv2.LUT(_cv(img), _blend_lut(1.0 + m, mean)).reshape(img.shape)
 
 
@@ -255,8 +258,10 @@ def _sharpness(img, m):
 
 def _autocontrast(img, m):
     """Stretch each channel to 0..255 (torchvision's autocontrast, in its float32 arithmetic)."""
-    extremes = [cv2.minMaxLoc(ch)[:2] for ch in cv2.split(_cv(img))]  # numpy's min over a channel axis is 10x slower
-    lo, hi = np.array(extremes, np.float32).T
+    c = img.shape[2]
+    rows = img.reshape(img.shape[0], -1)  # min and max down the rows first: numpy reduces them 100x faster
+    lo = rows.min(0).reshape(-1, c).min(0).astype(np.float32)
+    hi = rows.max(0).reshape(-1, c).max(0).astype(np.float32)
     same = hi == lo
     scale = (hi - lo) * np.float32(1.0 / 255)
     lo[same], scale[same] = 0, 1

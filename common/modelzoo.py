@@ -2,6 +2,7 @@
 
 download_model(name)       torchvision's weights file, sha256-prefix checked, cached under TORCH_HOME
 zoo_model(name)            a torchvision network with its weights and its evaluation preprocessing
+zoo_preprocess(weights)    that preprocessing: the weights' own crop and resize sizes, mean and std
 load_checkpoint(prefix, e) one of the suite's checkpoints, rebuilt from PREFIX-symbol.json (networks.rebuild)
 load_model(spec, epoch)    a suite checkpoint, an MXNet checkpoint (common/mximport.py), one of MXNet's model-zoo
                            names (common/mxzoo.py) or a torchvision zoo name, with its evaluation preprocessing and
@@ -82,17 +83,22 @@ def zoo_model(name, dst=None):
     path = download_model(name, dst)
     model = models.get_model(arch, weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    info = {"source": f"zoo {arch} ({path})", "network": arch, "arguments": {}, "preprocess": zoo_preprocess(weights)}
+    info["classes"] = list(weights.meta.get("categories") or []) or None
+    return model.eval(), info
+
+
+def zoo_preprocess(weights):
+    """The evaluation preprocessing of torchvision weights (their transforms()): the centre crop, the short side
+    resized to before it (e.g. 232 then 224 for resnet50's V2 weights, 342 then 299 for inception_v3), mean, std."""
     tf = weights.transforms()
     crop = tf.crop_size[0]
-    preprocess = {
+    return {
         "image_shape": [3, crop, crop],
         "rgb_mean": [round(v * 255, 4) for v in tf.mean],
         "rgb_std": [round(v * 255, 4) for v in tf.std],
         "resize": tf.resize_size[0],
     }
-    info = {"source": f"zoo {arch} ({path})", "network": arch, "arguments": {}, "preprocess": preprocess}
-    info["classes"] = list(weights.meta.get("categories") or []) or None
-    return model.eval(), info
 
 
 def load_checkpoint(prefix, epoch=None):

@@ -53,7 +53,7 @@ class Plateau:
     def load_state_dict(self, state):
         """Continue from state_dict()."""
         t = self._torch
-        self._holder.param_groups[0]["lr"] = t._last_lr[0] = float(state["rate"])
+        self._holder.param_groups[0]["lr"] = float(state["rate"])
         t.best = t.mode_worse if state["best"] is None else float(state["best"])
         t.num_bad_epochs, t.last_epoch = int(state["bad_epochs"]), int(state["epochs"])
 
