@@ -40,7 +40,7 @@ class Recipe:
     """--auto-augment then --random-erase on each image of a uint8 NHWC batch, in place (training only)."""
 
     def __init__(self, policy, magnitude, severity, erase, fill, data_shape):
-        c, h, w = data_shape
+        _, h, w = data_shape
         self.policy, self.magnitude, self.severity, self.erase_p = policy, magnitude, severity, erase
         self.fill = np.asarray(fill, np.uint8)
         self.space, self.policies = _tables(policy, h, w) if policy != "none" else ([], [])

@@ -341,7 +341,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
     set_lr(ctx.opt, args.lr * ctx.lr_mult(ctx.step))
     _announce(ctx, batch, device)
     if args.lr_find:  # a probe, as --test-io: the rate sweep on the training data; the model is left as it was
-        lr_find.run(ctx, train, begin or 0)
+        lr_find.run(ctx, train, begin or 0, forward=_forward, update=_update)  # training's own forward and step
         return None
     if args.model_prefix and kv.rank == 0:
         # the data's own names (class folders, X.classes beside X.rec); outputs beyond them keep their numbers

@@ -1,15 +1,17 @@
 """--lr-find 1: the learning-rate range test (L. Smith, 2015; fast.ai's lr_find), a probe like --test-io.
 
 The rate grows exponentially from --lr-find-start to --lr-find-end over --lr-find-steps training batches, each
-step through the suite's own path (device transform, batch mixer, criterion, optimizer with its parameter groups);
+step through training's own path (device transform, batch mixer, fit's forward under autocast with the criterion,
+and fit's optimizer step with SAM, clipping and the EMA), one batch a step;
 the sweep ends early once the smoothed loss exceeds four times its lowest value. The suggested rate is where the
 smoothed loss falls fastest against log(rate), fast.ai's "steepest" suggestion. Written here rather than taken from
 a package because the sweep must run the suite's batch path and hooks, which the finders' loader-and-criterion
-interfaces do not take. The model, optimizer, AMP scaler and RNG are restored afterwards: nothing is trained or
-saved but the picture.
+interfaces do not take. The networks (the --mutual-learning peer and the EMA too), optimizer, AMP scaler, step
+count and RNG are restored afterwards: nothing is trained or saved but the picture.
 """
 
 import copy
+import functools
 import itertools
 import math
 import os
@@ -26,8 +28,10 @@ EXPLODED = 4.0  # fast.ai's: the sweep ends when the smoothed loss passes four t
 SKIP_START, SKIP_END = 10, 5  # fast.ai's: the suggestion ignores the first and last points of the curve
 
 
-def run(ctx, train, epoch):
-    """Sweep the rate on train's batches (its epochs from `epoch` on), draw the curve, print the suggestion."""
+def run(ctx, train, epoch, forward, update):
+    """Sweep the rate on train's batches (its epochs from `epoch` on), draw the curve, print the suggestion.
+
+    forward(ctx, net, x, target) -> (logits, loss) and update(ctx, model, again) are training's (common/fit.py)."""
     a = ctx.args
     if a.lr_find_end <= a.lr_find_start:
         raise UserError(f"--lr-find-end {a.lr_find_end:g} must be above --lr-find-start {a.lr_find_start:g}")
@@ -36,7 +40,7 @@ def run(ctx, train, epoch):
     path = a.lr_find_plot or (f"{a.model_prefix}-lr-find.png" if a.model_prefix else "lr-find.png")
     saved = _snapshot(ctx)
     try:
-        rates, losses, why = _sweep(ctx, train, epoch)
+        rates, losses, why = _sweep(ctx, train, epoch, forward, update)
     finally:
         _restore(ctx, saved)
     digest = checkpoint.tensors_digest(checkpoint.model_tensors(ctx.raw))
@@ -60,7 +64,7 @@ def run(ctx, train, epoch):
     return best
 
 
-def _sweep(ctx, train, epoch):
+def _sweep(ctx, train, epoch, forward, update):
     """The rates and raw losses of the sweep's steps, and why it ended."""
     a, model, opt = ctx.args, ctx.model, ctx.opt
     steps, ratio = a.lr_find_steps, a.lr_find_end / a.lr_find_start
@@ -69,6 +73,7 @@ def _sweep(ctx, train, epoch):
     for norm in ctx.frozen_norms:  # as training: frozen layers keep their statistics
         norm.eval()
     opt.zero_grad(set_to_none=True)
+    ctx.lr_drops = ()  # the schedule's rate changes are not the sweep's: no Update lines
     for x, y in _batches(train, ctx, epoch):
         if not len(x):  # no image of the batch decodes (counted by the iterator)
             continue
@@ -77,12 +82,9 @@ def _sweep(ctx, train, epoch):
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
         y = (y[:, 0] if y.dim() == 2 else y).long()
         x, target = ctx.mix(ctx.train_tf(x), y)
-        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            loss = ctx.criterion(model(x), target)
+        loss = forward(ctx, model, x, target)[1]
         ctx.scaler.scale(loss).backward()
-        ctx.scaler.step(opt)
-        ctx.scaler.update()
-        opt.zero_grad(set_to_none=True)
+        update(ctx, model, functools.partial(_backward, ctx, forward, model, x, target))  # SAM's second pass
         value = loss.item()
         if not math.isfinite(value):
             return rates, losses, f"the loss became {value} at lr {rate:.3g}"
@@ -98,6 +100,11 @@ def _sweep(ctx, train, epoch):
         if len(rates) == steps:
             return rates, losses, "the whole range"
     raise UserError("--lr-find: the training data yields no batch; check --data-train")
+
+
+def _backward(ctx, forward, model, x, target):
+    """The batch's forward and backward once more (--sam-rho's second pass)."""
+    ctx.scaler.scale(forward(ctx, model, x, target)[1]).backward()
 
 
 def _batches(train, ctx, epoch):
@@ -148,11 +155,18 @@ def plot(path, rates, losses, smooth, best, title):
     figures.save_png(fig, path)
 
 
+def _modules(ctx):
+    """The modules a training step changes: the network, the --mutual-learning peer, the EMA."""
+    peer = getattr(ctx, "peer", None)
+    return [m for m in (ctx.raw, peer.net if peer is not None else None, ctx.ema) if m is not None]
+
+
 def _snapshot(ctx):
-    """Copies of what the sweep changes: weights and buffers, optimizer, scaler, RNG (and the weights' digest)."""
+    """Copies of what the sweep changes: weights and buffers, optimizer, scaler, step, RNG (and the weights' digest)."""
     cuda = ctx.device.type == "cuda"
     return {
-        "model": copy.deepcopy(ctx.raw.state_dict()),
+        "modules": [copy.deepcopy(m.state_dict()) for m in _modules(ctx)],
+        "step": (ctx.step, ctx.lr_drops),
         "optimizer": copy.deepcopy(ctx.opt.state_dict()),
         "scaler": copy.deepcopy(ctx.scaler.state_dict()),
         "rng": (torch.get_rng_state(), torch.cuda.get_rng_state(ctx.device) if cuda else None),
@@ -162,7 +176,9 @@ def _snapshot(ctx):
 
 def _restore(ctx, saved):
     """Put back what _snapshot copied."""
-    ctx.raw.load_state_dict(saved["model"])
+    for module, state in zip(_modules(ctx), saved["modules"]):
+        module.load_state_dict(state)
+    ctx.step, ctx.lr_drops = saved["step"]
     ctx.opt.load_state_dict(saved["optimizer"])
     if saved["scaler"]:
         ctx.scaler.load_state_dict(saved["scaler"])

@@ -20,9 +20,9 @@ import numpy as np
 from common.util import UserError, atomic_write
 
 
-def summarize(conf, top5, seen, seconds, classes, k=5):
-    """Accuracy, top-k (top5: its hits; only when there are more than k classes: else it is 1), macro F1 and
-    per-class figures."""
+def summarize(conf, hits, seen, seconds, classes, k=5):
+    """Accuracy, top-k (hits: the images whose class is in their top k; reported only when there are more than k
+    classes, else it is 1), macro F1 and per-class figures of the confusion matrix conf [true, predicted]."""
     diag, support, predicted = np.diag(conf), conf.sum(1), conf.sum(0)
     recall = np.divide(diag, support, out=np.zeros(len(diag)), where=support > 0)
     precision = np.divide(diag, predicted, out=np.zeros(len(diag)), where=predicted > 0)
@@ -36,7 +36,7 @@ def summarize(conf, top5, seen, seconds, classes, k=5):
     ]
     stats = {"num_examples": int(seen), "accuracy": float(diag.sum() / max(seen, 1))}
     if len(diag) > k:
-        stats[f"top_k_accuracy_{k}"] = float(top5 / max(seen, 1))
+        stats[f"top_k_accuracy_{k}"] = float(hits / max(seen, 1))
     stats["macro_f1"] = float(f1[present].mean()) if present.any() else 0.0
     return stats | {"images_per_second": seen / max(seconds, 1e-9), "per_class": per_class}
 
@@ -59,13 +59,15 @@ def summary_lines(stats, every_class=False):
     return lines
 
 
-def read_synset(path):
-    """Class names from a synset / labels file, one per line."""
+def read_synset(path, flag="--synset"):
+    """Class names from a synset / labels file, one per line (flag: what named the file, for the error)."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     except OSError as err:
-        raise UserError(f"--synset {path}: cannot read it ({err.strerror})") from None
+        raise UserError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{flag} {path}: not a text file of class names, one per line") from None
 
 
 SYNSET_FILE = "synset.txt"
@@ -113,10 +115,9 @@ def read_predictions(folder):
         for path in (os.path.join(root, n) for n in sorted(files) if n.endswith(".json")):
             doc = _read_json(path, "a prediction file (predict.py --format json)")
             try:
-                name, n = doc["image"], doc["num_classes"]
-                top = [int(t["class"]) for t in doc["top_k"]]
-                ok = isinstance(name, str) and isinstance(n, int) and top and all(0 <= k < n for k in top)
-            except (KeyError, TypeError, ValueError):
+                name, n, top = doc["image"], doc["num_classes"], [t["class"] for t in doc["top_k"]]
+                ok = isinstance(name, str) and _index(n) and top and all(_index(k) and k < n for k in top)
+            except (KeyError, TypeError):
                 ok = False
             if not ok:
                 raise UserError(
@@ -133,6 +134,11 @@ def read_predictions(folder):
     return preds
 
 
+def _index(value):
+    """Whether value is a JSON integer >= 0."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_gts(path, classes, num_classes):
     """{image name: class index} of a ground-truth map {name: class index, or class name when classes are known}."""
     doc = _read_json(path, "a ground-truth map {image name: class}")
@@ -141,7 +147,7 @@ def read_gts(path, classes, num_classes):
     index = {c: k for k, c in enumerate(classes or ())}
     gts = {}
     for name, label in doc.items():
-        if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_classes:
+        if _index(label) and label < num_classes:
             gts[name] = label
         elif isinstance(label, str) and label in index:
             gts[name] = index[label]
@@ -158,9 +164,12 @@ def score_predictions(folder, gts_path, synset=None):
     """Figures (summarize's, top-k with k the entries of every prediction file) of folder's prediction files
     against the ground-truth map gts_path; classes from synset, else folder's synset.txt."""
     preds = read_predictions(folder)
-    num_classes = max(n for _, n in preds.values())
+    counts = sorted({n for _, n in preds.values()})
+    if len(counts) > 1:
+        raise UserError(f"--preds {folder}: predictions of {counts} classes mixed; score one model's files at a time")
+    num_classes = counts[0]
     listed = os.path.join(folder, SYNSET_FILE)
-    classes = read_synset(synset) if synset else read_synset(listed) if os.path.isfile(listed) else None
+    classes = read_synset(synset) if synset else read_synset(listed, "--preds") if os.path.isfile(listed) else None
     if classes and len(classes) != num_classes:
         raise UserError(
             f"{synset or listed}: {len(classes)} class names for predictions of {num_classes} classes; "

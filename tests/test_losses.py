@@ -178,3 +178,36 @@ def test_teacher_and_peer_refused_together_and_loss_type_kept_on_resume(am_model
     plain.model_prefix = str(prefix)
     with pytest.raises(UserError, match="trained with --loss-type am-softmax --am-scale 16.0; resume with the same"):
         checkpoint.check_same_network(plain)
+
+
+SAMPLE = ["train_mnist.py", "--network", "lenet", "--mnist-mirror", OFFLINE, "--gpus", ""]  # the sample's defaults
+
+
+def _last_validation(log):
+    return float(re.findall(r"Epoch\[\d+\] Validation-accuracy=([\d.]+)", log)[-1])
+
+
+@pytest.mark.slow
+def test_am_softmax_trains_lenet_on_the_sample(cli, tmp_path):
+    proc = cli(*SAMPLE, "--loss-type", "am-softmax", "--model-prefix", tmp_path / "am", check=0)
+    assert _last_validation(proc.stderr) >= 0.97
+
+
+@pytest.mark.slow
+def test_distillation_trains_lenet_on_the_sample(cli, tmp_path):
+    cli(*SAMPLE, "--model-prefix", tmp_path / "teacher", check=0)
+    proc = cli(*SAMPLE, "--distill-from", tmp_path / "teacher", "--model-prefix", tmp_path / "student", check=0)
+    assert "distilling from checkpoint" in proc.stderr
+    assert _last_validation(proc.stderr) >= 0.97
+
+
+@pytest.mark.slow
+def test_mutual_learning_trains_two_lenets_on_the_sample(cli, tmp_path):
+    import score
+    from data import mnist
+
+    proc = cli(*SAMPLE, "--mutual-learning", "2", "--model-prefix", tmp_path / "ml", check=0)
+    assert _last_validation(proc.stderr) >= 0.97
+    mnist.write_sample_pngs(str(tmp_path / "digits"))  # the same 1,000 validation digits, as PNG files
+    peer = score.main(["--model", str(tmp_path / "ml-peer"), "--data-val", str(tmp_path / "digits" / "val")])
+    assert peer["num_examples"] == 1000 and peer["accuracy"] >= 0.97

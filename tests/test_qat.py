@@ -3,6 +3,7 @@ tools/export.py --format int8 and score.py --dtype int8 use; its epoch controls,
 post-training quantization's --calib-batches and --quant-engine."""
 
 import json
+import logging
 import re
 import shutil
 import types
@@ -82,13 +83,25 @@ def test_observers_and_batchnorm_freeze_at_their_epochs(trained):
     assert not torch.equal(p2["fc1.weight"], p3["fc1.weight"])  # training goes on
 
 
+def _copy(prefix, to, epochs, drop_record=False):
+    """Copy PREFIX-symbol.json and the .params/.states of epochs to prefix `to` (without the --qat record)."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(open(f"{prefix}-symbol.json").read())
+    if drop_record:
+        del doc["qat"]
+    open(f"{to}-symbol.json", "w").write(json.dumps(doc))
+    for epoch in epochs:
+        for path in (checkpoint.params_path, checkpoint.states_path):
+            shutil.copy(path(prefix, epoch), path(to, epoch))
+    return to
+
+
 def test_resume_is_exact(trained, folder, cli):
     full, _ = trained
-    prefix = folder.parent / "resumed" / "r8"
+    prefix = _copy(full, folder.parent / "resumed" / "r8", [1])  # as if the run had stopped after epoch 1
     data = ["--data-train", folder, "--data-val", folder, "--model-prefix", prefix]
-    cli(*TRAIN, *QAT, *data, "--num-epochs", "1", check=0)
     proc = cli(*TRAIN, *QAT, *data, "--num-epochs", "3", "--load-epoch", "1", check=0)
-    assert "resuming at epoch 1" in proc.stderr
+    assert "resuming at epoch 1" in proc.stderr and "Epoch[2] QAT: the observers stop updating" in proc.stderr
     assert _same(load_file(f"{full}-0003.params"), load_file(f"{prefix}-0003.params"))
     assert _same(_quant(full, 3), _quant(prefix, 3))
 
@@ -114,45 +127,36 @@ def _first_conv(path):
     return (round(float(conv.scale), 9), int(conv.zero_point)), json.loads(extra["preprocess.json"])
 
 
-def test_export_and_score_use_the_trained_quantization(trained, folder, tmp_path, cli):
+def test_export_and_score_use_the_trained_quantization(trained, folder, tmp_path, caplog):
+    import score
+    from tools import export
+
     prefix, _ = trained
+    caplog.set_level(logging.INFO)
     out = tmp_path / "q.pt"
-    proc = cli("tools/export.py", "--model", prefix, "--format", "int8", "--output", out, check=0)  # no calibration
-    assert "int8: the quantization trained with --qat" in proc.stderr and "calibrating" not in proc.stderr
+    export.main(["--model", str(prefix), "--format", "int8", "--output", str(out)])  # no calibration data needed
+    assert "int8: the quantization trained with --qat" in caplog.text and "calibrating" not in caplog.text
     qparams, meta = _first_conv(out)
     assert meta["quantization"] == "qat" and meta["quantized_engine"] == qat.DEFAULT_ENGINE
     assert qparams in _observer_qparams(_quant(prefix, 3))  # the saved observers' ranges, not a calibration's
-    # the same weights without the record: a fresh post-training calibration, on --calib-batches 32 by default
-    plain = tmp_path / "plain" / "r8"
-    plain.parent.mkdir()
-    for suffix in ("-0003.params", "-0003.states"):
-        shutil.copy(f"{prefix}{suffix}", f"{plain}{suffix}")
-    doc = json.loads(open(f"{prefix}-symbol.json").read())
-    del doc["qat"]
-    (plain.parent / "r8-symbol.json").write_text(json.dumps(doc))
-    ptq = tmp_path / "ptq.pt"
-    cli("tools/export.py", "--model", plain, "--format", "int8", "--output", ptq, "--data-calib", folder, check=0)
-    ptq_qparams, ptq_meta = _first_conv(ptq)
-    assert ptq_meta["quantization"] == "calibrated on 32 batches" and ptq_qparams != qparams
-    report = tmp_path / "r.json"
-    proc = cli("score.py", "--model", prefix, "--data-val", folder, "--dtype", "int8", "--report-json", report, check=0)
-    assert "int8: the quantization trained with --qat" in proc.stderr and "calibrating" not in proc.stderr
-    assert json.loads(report.read_text())["int8"]["quantization"] == "qat"
+    caplog.clear()
+    report = score.main(["--model", str(prefix), "--data-val", str(folder), "--dtype", "int8"])
+    assert "int8: the quantization trained with --qat" in caplog.text and "calibrating" not in caplog.text
+    assert report["int8"]["quantization"] == "qat" and report["int8"]["num_examples"] == 16
 
 
-def test_post_training_quantization_takes_the_engine_and_32_batches(trained, folder, tmp_path, cli):
+def test_post_training_quantization_takes_the_engine_and_32_batches(trained, folder, tmp_path, caplog):
+    import score
+
     prefix, _ = trained
-    plain = tmp_path / "r8"
-    shutil.copy(f"{prefix}-0001.params", f"{plain}-0001.params")
-    doc = json.loads(open(f"{prefix}-symbol.json").read())
-    del doc["qat"]
-    (tmp_path / "r8-symbol.json").write_text(json.dumps(doc))
-    report = tmp_path / "r.json"
-    args = ["--model", plain, "--data-val", folder, "--dtype", "int8", "--report-json", report]
-    proc = cli("score.py", *args, "--quant-engine", "qnnpack", check=0)
-    assert "int8: calibrating on the first 32 batches of --data-val" in proc.stderr
-    assert re.search(r"int8 vs float32: accuracy [+-][\d.]+, speed-up [\d.]+x \(engine qnnpack\)", proc.stderr)
-    assert json.loads(report.read_text())["int8"]["engine"] == "qnnpack"
+    plain = _copy(prefix, tmp_path / "r8", [1], drop_record=True)  # the same network, trained without --qat
+    caplog.set_level(logging.INFO)
+    report = score.main(
+        ["--model", str(plain), "--data-val", str(folder), "--dtype", "int8", "--quant-engine", "qnnpack"]
+    )
+    assert "int8: calibrating on the first 32 batches of --data-val" in caplog.text
+    assert re.search(r"int8 vs float32: accuracy [+-][\d.]+, speed-up [\d.]+x \(engine qnnpack\)", caplog.text)
+    assert report["int8"]["engine"] == "qnnpack" and report["int8"]["quantization"] == "calibrated on 32 batches"
 
 
 @pytest.mark.parametrize("script", ["score.py", "tools/export.py"])
@@ -173,11 +177,15 @@ def test_bad_quant_engine_is_one_line(script, trained, folder, tmp_path, capsys)
             assert all(e in lines[0] for e in qat.engines())
 
 
-def test_qat_refuses_what_it_cannot_train_with(folder, tmp_path, cli):
-    data = ["--data-train", folder, "--num-epochs", "1", "--model-prefix", tmp_path / "x"]
-    proc = cli(*TRAIN, *data, "--qat", "1", "--dtype", "bfloat16", check=2)
-    lines = [x for x in proc.stderr.splitlines() if "error" in x]
-    assert len(lines) == 1 and "--qat 1 trains in float32" in lines[0] and "drop --dtype bfloat16" in lines[0]
+def test_qat_refuses_what_it_cannot_train_with(folder, tmp_path, capsys):
+    import train_imagenet
+
+    with pytest.raises(SystemExit) as stop:
+        argv = [*TRAIN[1:], "--data-train", folder, "--num-epochs", "1", "--qat", "1", "--dtype", "bfloat16"]
+        train_imagenet.main([str(a) for a in argv])
+    lines = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert stop.value.code == 2 and len(lines) == 1, lines
+    assert "--qat 1 trains in float32" in lines[0] and "drop --dtype bfloat16" in lines[0]
     for flags, words in (({"compile": 1}, "drop --compile"), ({"ema": 0.9}, "drop --ema")):
         args = dict(compile=0, dtype="float32", ema=0.0, activation_checkpointing=0) | flags
         with pytest.raises(UserError, match=words):

@@ -258,7 +258,7 @@ BAD = [
     ("--cutmix-alpha", "-1"),
     ("--sam-rho", "-0.05"),
     ("--clip-grad-norm", "0"),
-    ("--norm-weight-decay", "-1e-4"),
+    ("--norm-weight-decay", "-0.0001"),
     ("--bias-weight-decay", "-1"),
 ]
 
