@@ -4,6 +4,8 @@ The network is kept up to --layer-before-fullc (default: the layer that feeds th
 fully connected classifier with --num-classes outputs is put behind it; every other weight is the pretrained one.
 --freeze-backbone trains the new classifier only; --pretrained-lr-mult sets the learning rate of the pretrained
 layers to that fraction of --lr (MXNet's lr_mult, an optimizer parameter group; any optimizer).
+--qat 1 fine-tunes quantization-aware (common/qat.py): tools/export.py --format int8 and score.py --dtype int8 then
+use the quantization it trained.
 Data: a .rec or a folder of class subfolders.
 PREFIX-symbol.json records the pretrained network's arguments and each classifier replacement, so score.py,
 predict.py, tools/export.py and a further fine-tune rebuild the fine-tuned network (common/networks.rebuild).

@@ -3,7 +3,7 @@
 Both score the MXNet resnet-18 checkpoint of the golden fixtures (3x224x224, 1000 classes) on ImageNet-like JPEGs
 packed with --resize 256: centre crop, batch 32, 2 decoding threads, images/s over one whole pass (decode included,
 as MXNet's score.py measures), best of --rounds alternated runs. `--suite-dtype int8` times score.py's int8 pass.
-`--int8` instead times float32 against int8 (torch.ao, common/inference.INT8_ENGINE) for resnet-18 and resnet-50
+`--int8` instead times float32 against int8 (torch.ao, common/qat.DEFAULT_ENGINE) for resnet-18 and resnet-50
 on a fixed batch.
   python benchmarks/bench_score.py [--images 256] [--batch-size 32] [--threads 2] [--rounds 2] [--work DIR] [--int8]
   [--max-isa avx2]

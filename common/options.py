@@ -368,6 +368,7 @@ def add_data_args(parser):
         "--ra-reps",
         type=flags.count(),
         default=1,
+        metavar="N",
         help="repeated augmentation: each training image N times per epoch, each copy augmented anew, the copies "
         "on different workers where there are enough; an epoch is then N times the batches (the rate schedule "
         "counts them): divide --num-epochs by N for the same compute",

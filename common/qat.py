@@ -21,7 +21,7 @@ import warnings
 import torch
 from torch import nn
 
-from common import checkpoint, modelzoo
+from common import checkpoint, modelzoo, validate
 from common.util import UserError, choice_error
 from symbols.mxlayers import MXBatchNorm
 
@@ -147,7 +147,8 @@ class QAT:
 
     model: the float network (its tensors train through the graph); shape: C,H,W of an input image.
     observer_epochs / bn_epochs: the epochs in which the observers / the folded BatchNorm statistics update
-    (torchvision's --num-observer-update-epochs / --num-batch-norm-update-epochs).
+    (torchvision's --num-observer-update-epochs / --num-batch-norm-update-epochs), counted from the first epoch
+    trained with --qat (a float run resumed with --qat 1 starts its quantization there).
     """
 
     def __init__(self, model, engine_name, shape, observer_epochs=4, bn_epochs=3):
@@ -159,6 +160,7 @@ class QAT:
         if lost:  # the float network's .params would not hold what trains
             raise RuntimeError(f"the quantization-aware graph does not share {len(lost)} tensors of the network")
         self.keys = sorted(k for k, t in graph.items() if id(t) not in own)  # scales, zero points, observer ranges
+        self.first_epoch = None  # the first epoch trained with --qat: this run's first, or the checkpoint's
 
     def record(self):
         """What PREFIX-symbol.json records: the engine the quantization was trained for, and the controls."""
@@ -168,13 +170,15 @@ class QAT:
         """torchvision's controls at the start of `epoch` (from 0); says when one takes effect."""
         from torch.ao.nn.intrinsic import qat as nniqat
 
-        self.observe(epoch < self.observer_epochs)
-        self.model.apply(nniqat.update_bn_stats if epoch < self.bn_epochs else nniqat.freeze_bn_stats)
+        self.first_epoch = epoch if self.first_epoch is None else self.first_epoch
+        done = epoch - self.first_epoch  # epochs trained with --qat before this one
+        self.observe(done < self.observer_epochs)
+        self.model.apply(nniqat.update_bn_stats if done < self.bn_epochs else nniqat.freeze_bn_stats)
         for flag, n, what in (
             ("--qat-observer-epochs", self.observer_epochs, "the observers stop updating the activation ranges"),
             ("--qat-bn-epochs", self.bn_epochs, "the BatchNorm statistics folded into convolutions freeze"),
         ):
-            if epoch == n or (first and epoch > n):
+            if done == n or (first and done > n):
                 log(f"Epoch[{epoch}] QAT: {what} ({flag} {n})")
 
     def observe(self, on):
@@ -184,27 +188,40 @@ class QAT:
         self.model.apply(enable_observer if on else disable_observer)
 
     def state_dict(self):
-        """The trained quantization: the graph's tensors that are not the network's (which .params holds)."""
+        """The trained quantization (the graph's tensors that are not the network's, which .params holds) and the
+        first epoch trained with --qat."""
         state = self.model.state_dict()
-        return {k: state[k] for k in self.keys}
+        return {"tensors": {k: state[k] for k in self.keys}, "first_epoch": self.first_epoch}
 
     def load_state_dict(self, state):
-        """Load state_dict()'s tensors; ValueError naming the first that does not fit."""
-        odd = sorted(set(self.keys) ^ set(state))
+        """Load what state_dict() gave; ValueError naming the first part that does not fit."""
+        tensors = state.get("tensors") if isinstance(state, dict) else None
+        if not isinstance(tensors, dict):
+            raise ValueError("the saved quantization holds no tensors")
+        odd = sorted(set(self.keys) ^ set(tensors))
         if odd:
             what = "no" if odd[0] in self.keys else "an unknown"
             raise ValueError(f"the saved quantization has {what} tensor {odd[0]}")
-        for key, value in state.items():
+        for key, value in tensors.items():
             if not isinstance(value, torch.Tensor):
                 raise ValueError(f"the saved quantization's {key} is not a tensor")
-        self.model.load_state_dict(state, strict=False)  # torch's observers resize their ranges to the saved ones
+        first = state.get("first_epoch")
+        if first is not None and (isinstance(first, bool) or not isinstance(first, int) or first < 0):
+            raise ValueError(f"the saved first --qat epoch {first!r} is not an epoch number")
+        self.model.load_state_dict(tensors, strict=False)  # torch's observers resize their ranges to the saved ones
+        self.first_epoch = first
 
 
 def _recorded_engine(path, record, asked):
     """The engine a --qat checkpoint was trained for; UserError when --quant-engine names another."""
     name = record.get("engine") if isinstance(record, dict) else None
+    if not isinstance(name, str):
+        raise UserError(f"{path}: field 'qat.engine' is {name!r}, not a quantized engine's name; restore the file")
     if name not in engines():
-        raise UserError(f"{path}: field 'qat.engine' is {name!r}, not one of {', '.join(engines())}; restore the file")
+        raise UserError(
+            f"{path}: the model's quantization was trained for engine {name}, which this torch lacks "
+            f"(it has {', '.join(engines())}); score or export it where torch has {name}"
+        )
     if asked is not None and engine(asked) != name:
         raise UserError(f"{path}: the model's quantization was trained for engine {name}; drop --quant-engine {asked}")
     return name
@@ -224,7 +241,7 @@ def trained_int8(prefix, epoch, asked_engine, log=logging.info):
     states = checkpoint.states_path(prefix, epoch)
     if not os.path.isfile(states):
         raise UserError(f"{states} not found: it holds the quantization trained with --qat; copy it beside the .params")
-    state = (checkpoint.load_states(prefix, epoch).get("extra") or {}).get("qat")
+    state = (validate.states_doc(states, checkpoint.load_states(prefix, epoch)).get("extra") or {}).get("qat")
     if state is None:
         log(f"int8: {states} holds no trained quantization (an epoch trained without --qat): calibrating instead")
         return None

@@ -180,13 +180,16 @@ def test_param_groups_carry_wd_and_lr_multipliers():
     args = make_args("--wd", "0.01", "--lr", "0.5")
     opt = optim.make_optimizer(args, net)
     optim.set_lr(opt, 0.5)
-    got = {(g["decay"], g["lr_mult"]): (len(g["params"]), g["weight_decay"], g["lr"]) for g in opt.param_groups}
+    got = {(g["kind"], g["lr_mult"]): (len(g["params"]), g["weight_decay"], g["lr"]) for g in opt.param_groups}
     # weights and BN gamma decay, biases and beta do not; the first Linear learns at a tenth of the rate
     assert got == {
-        (True, 0.1): (1, 0.01, pytest.approx(0.05)),
-        (True, 1.0): (2, 0.01, 0.5),
-        (False, 0.1): (1, 0.0, pytest.approx(0.05)),
-        (False, 1.0): (2, 0.0, 0.5),
+        ("weight", 0.1): (1, 0.01, pytest.approx(0.05)),
+        ("weight", 1.0): (1, 0.01, 0.5),
+        ("norm_weight", 1.0): (1, 0.01, 0.5),
+        ("norm_bias", 1.0): (1, 0.0, 0.5),
+        ("bias", 0.1): (1, 0.0, pytest.approx(0.05)),
+        ("bias", 1.0): (1, 0.0, 0.5),
+        ("other", 1.0): (0, 0.0, 0.5),
     }
 
 

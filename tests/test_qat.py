@@ -49,7 +49,7 @@ def trained(folder):
 
 
 def _quant(prefix, epoch):
-    return checkpoint.load_states(prefix, epoch)["extra"]["qat"]
+    return checkpoint.load_states(prefix, epoch)["extra"]["qat"]["tensors"]
 
 
 def _ranges(state):
