@@ -9,7 +9,9 @@ one random batch. Activation memory is the peak over the timed steps minus the m
        glibc told to map every block of 128 KiB or more on its own (MALLOC_MMAP_THRESHOLD_), so freed tensors
        leave the resident set at once and it follows the live tensors.
 The variants alternate for --rounds rounds (off, on, off, on, ...), and a step's time is the fastest timed step
-of its variant: on shared cores, the least disturbed one. Prints both figures, the cut and the step-time cost.
+of its variant: on shared cores, the least disturbed one; on the CPU the processor time of a step is printed
+too, as other processes on the same cores sway it less than the wall clock.
+Prints both figures, the cut and the step-time cost.
   python benchmarks/bench_memory.py [--network resnet --num-layers 50 --batch-size 32 --image-shape 3,224,224]
       [--steps 2] [--rounds 2] [--device auto|cpu|cuda] [--dtype float32|bfloat16]
 """
@@ -41,7 +43,7 @@ def _rss_now_and_peak():
 
 
 def measure(args):
-    """One variant in this process: {'activation': bytes, 'held': bytes, 'step': [seconds], 'blocks': n}."""
+    """One variant here: {'activation': bytes, 'held': bytes, 'step': [s], 'cpu': [CPU s], 'blocks': n}."""
     import torch
     import torch.nn.functional as F
 
@@ -78,13 +80,14 @@ def measure(args):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident set
         held = _rss_now_and_peak()[0]
-    times = []
+    times, cpu = [], []
     for _ in range(args.steps):
-        tic = time.perf_counter()
+        tic, cpu_tic = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - tic)
+        cpu.append(time.process_time() - cpu_tic)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss_now_and_peak()[1]
-    return {"activation": peak - held, "held": held, "step": times, "blocks": blocks}
+    return {"activation": peak - held, "held": held, "step": times, "cpu": cpu, "blocks": blocks}
 
 
 def run_variant(args, variant):
@@ -137,11 +140,14 @@ def main():
     # memory: the largest peak of the variant's processes; time: its fastest step
     off, on = ({**r[0], "activation": max(x["activation"] for x in r)} for r in runs.values())
     t_off, t_on = (min(t for x in r for t in x["step"]) for r in runs.values())
+    c_off, c_on = (min(t for x in r for t in x["cpu"]) for r in runs.values())
     print(f"{'':<28} {'without':>10} {'with':>10} {'ratio':>7}")
     print(f"{'weights+grads+momentum MiB':<28} {off['held'] / MIB:10.0f} {on['held'] / MIB:10.0f}")
     ratio = on["activation"] / off["activation"]
     print(f"{'peak activation MiB':<28} {off['activation'] / MIB:10.0f} {on['activation'] / MIB:10.0f} {ratio:7.3f}")
     print(f"{'step s (fastest)':<28} {t_off:10.3f} {t_on:10.3f} {t_on / t_off:7.3f}")
+    if args.device == "cpu":  # the processor time a step took: less swayed by other processes on shared cores
+        print(f"{'step CPU s (fastest)':<28} {c_off:10.3f} {c_on:10.3f} {c_on / c_off:7.3f}")
     print(
         f"activation checkpointing ({on['blocks']} blocks): peak activation memory cut by {100 * (1 - ratio):.1f}%, "
         f"step time {100 * (t_on / t_off - 1):+.1f}%"

@@ -6,12 +6,16 @@ per multiply-accumulate); normalisation, activations, pooling and additions are 
 torchvision publishes as its models' "GFLOPS" (weights.meta["_ops"], which are multiply-accumulates):
 tests/test_complexity.py checks them against it.
 
-The forward pass runs on the meta device (shapes only, no arithmetic, no copy of the weights), so counting costs a
-fraction of a second even for the largest networks; a network whose forward pass needs real values (a shape read
-back with .item()) is counted on one blank image instead.
+The forward pass runs on a twin of the network on the meta device (shapes only: no arithmetic, no copy of the
+weights), so counting costs a fraction of a second even for the largest networks and leaves the network itself
+untouched; a network whose forward pass needs real values (a shape read back with .item()) is counted on one blank
+image, through a full copy.
 """
 
+import copy
+
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import symbols
@@ -32,37 +36,30 @@ def build(network, arguments):
 def count(model, shape):
     """(parameters, multiply-accumulates) of model on one image of shape (C, H, W), counted in eval mode.
 
-    The model's own training flags are restored afterwards (train-mode extras such as auxiliary heads are not
-    part of the published figures); its weights are neither read nor changed.
+    The pass runs on a twin of the model (train-mode extras such as auxiliary heads are not part of the published
+    figures), so the model itself, its training flags and anything its forward pass keeps, is left as it was.
     """
     params = sum(p.numel() for p in model.parameters())
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        macs = _meta_macs(model, shape)
-        if macs is None:
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            macs = _macs(model, {}, torch.zeros(1, *shape, device=device))
-    finally:
-        for m, training in modes.items():
-            m.training = training
+        macs = _macs(_meta_twin(model).eval(), torch.empty(1, *shape, device="meta"))
+    except (NotImplementedError, RuntimeError):  # the forward pass reads a value back (.item(), .tolist())
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        macs = _macs(copy.deepcopy(model).eval(), torch.zeros(1, *shape, device=device))
     return params, macs
 
 
-def _meta_macs(model, shape):
-    """The MACs counted with every parameter, buffer and the input on the meta device; None if that cannot run."""
-    state = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
-    try:
-        return _macs(model, state, torch.empty(1, *shape, device="meta"))
-    except (NotImplementedError, RuntimeError):  # the forward pass reads a value back (.item(), .tolist())
-        return None
+def _meta_twin(model):
+    """A copy of model whose parameters and buffers are on the meta device: shapes only, no memory, no copying."""
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
+    memo |= {id(b): torch.empty_like(b, device="meta") for b in model.buffers()}
+    return copy.deepcopy(model, memo)
 
 
 @torch.no_grad()
-def _macs(model, state, x):
-    """Multiply-accumulates of model(x) with state substituted for its parameters and buffers (FLOPs / 2)."""
+def _macs(model, x):
+    """Multiply-accumulates of model(x): the FLOP counter's figure over 2."""
     with FlopCounterMode(display=False) as counter:
-        torch.func.functional_call(model, state, (x,), strict=False)
+        model(x)
     return counter.get_total_flops() // 2
 
 

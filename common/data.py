@@ -112,33 +112,39 @@ class ImageIter:
     def load_batch(self, b, indices):
         """Decode and augment batch number b (record indices) into (uint8 NHWC, labels) tensors."""
         rng = np.random.default_rng([self.seed, self.epoch, self.part_index, b])
-        tic = time.perf_counter()
+        recipe, aug_rng = self.geometry.recipe, self._recipe_rng(b)
         c, h, w = self.data_shape
         data = np.empty((len(indices), h, w, c), np.uint8)
-        keep, why = [], []
+        keep, why, seconds = [], [], {"decode+crop/resize": 0.0}
         for i in indices:
-            if not self.geometry.load(self.source.read(i), rng, data[len(keep)], why):
+            tic = time.perf_counter()
+            ok = self.geometry.load(self.source.read(i), rng, data[len(keep)], why)
+            seconds["decode+crop/resize"] += time.perf_counter() - tic
+            if not ok:
                 # a 30-hour run never dies on one bad JPEG: skip it and count it, with where and why
                 with self._lock:
                     self.bad_images += 1
                     if len(self.bad_examples) < 10:
                         self.bad_examples.append(f"{self.source.where(i)}: {why[-1] if why else 'does not decode'}")
                 continue
+            if recipe is not None:  # --auto-augment, --random-erase: now, while the image is in the cache
+                recipe.apply(data[len(keep) : len(keep) + 1], aug_rng, seconds)
             keep.append(i)
-        data = data[: len(keep)]
-        self._recipe(self.geometry.recipe, data, b, {"decode+crop/resize": time.perf_counter() - tic})
-        data = torch.from_numpy(data)
+        self._count_stages(seconds)
+        data = torch.from_numpy(data[: len(keep)])
         label = torch.from_numpy(self.source.labels[np.asarray(keep, dtype=np.int64)])
         if self.pin_memory:
             data, label = data.pin_memory(), label.pin_memory()
         return data, label
 
-    def _recipe(self, recipe, data, b, seconds):
-        """--auto-augment and --random-erase on batch b's images (uint8 NHWC numpy, in place), then count the
-        stages' seconds. Their draws have a stream of their own, (seed, epoch, part, batch, 1): the crops stay
-        those of a run without them, and a resumed run draws what an uninterrupted one would."""
-        if recipe is not None:
-            seconds.update(recipe.apply(data, np.random.default_rng([self.seed, self.epoch, self.part_index, b, 1])))
+    def _recipe_rng(self, b):
+        """The generator of batch b's --auto-augment and --random-erase draws: a stream of their own, (seed, epoch,
+        part, batch, 1), so the crops stay those of a run without them and a resumed run draws what an uninterrupted
+        one would."""
+        return np.random.default_rng([self.seed, self.epoch, self.part_index, b, 1])
+
+    def _count_stages(self, seconds):
+        """Add a batch's {stage: seconds} to the totals --test-io reports."""
         with self._lock:
             for name, t in seconds.items():
                 self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + t
@@ -206,7 +212,10 @@ class ShiftedArrayIter(ArrayIter):
                 dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), generator=gen)
                 rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (N, H), (N, W): each image's window
                 x = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-            self._recipe(self.recipe, x.numpy(), b, {"shift": time.perf_counter() - tic})  # x.numpy(): same memory
+            seconds = {"shift": time.perf_counter() - tic}
+            if self.recipe is not None:  # --auto-augment, --random-erase, in place (x.numpy() shares x's memory)
+                self.recipe.apply(x.numpy(), self._recipe_rng(b), seconds)
+            self._count_stages(seconds)
             yield x, y
 
 
