@@ -23,6 +23,7 @@ is nearest); uncovered pixels are 0, the classes' default. Random erasing follow
 0: torchvision's references erase after normalising, with value 0.
 """
 
+import functools
 import math
 import time
 
@@ -136,15 +137,17 @@ class Recipe:
 
 def _tables(policy, h, w):
     """(operation space, sub-policies) of a policy from torchvision's classes, magnitudes for an h x w image."""
-    import torch
     from torchvision.transforms import v2
 
     def space(cls, bins):
         out = []
-        with torch.no_grad():
-            for name, (fn, signed) in cls._AUGMENTATION_SPACE.items():
-                mags = fn(bins, h, w)
-                out.append((name, None if mags is None else mags.tolist(), signed))
+        for name, (fn, signed) in cls._AUGMENTATION_SPACE.items():
+            mags = fn(bins, h, w)
+            out.append((name, None if mags is None else mags.tolist(), signed))
+            if name in POINT_OPS:  # every table this policy can ask for, now
+                for m in [0.0] if mags is None else mags.tolist():
+                    for value in (m, -m) if signed else (m,):
+                        _lut(name, value)
         return out
 
     if policy == "ra":
@@ -169,39 +172,43 @@ def _cv(img):
 
 def _affine(img, angle=0.0, translate=(0.0, 0.0), shear=(0.0, 0.0), corner=False):
     """torchvision's affine (its inverse matrix about the centre, or the top-left corner) as one OpenCV warp."""
-    from torchvision.transforms.functional import _get_inverse_affine_matrix
-
     h, w = img.shape[:2]
-    centre = [-w * 0.5, -h * 0.5] if corner else [0.0, 0.0]
-    a, b, c, d, e, f = _get_inverse_affine_matrix(centre, angle, list(translate), 1.0, list(shear))
-    # torchvision's matrix maps centre-relative coordinates (pixel j at j - (w-1)/2); OpenCV's maps pixel indices
-    cx, cy = (w - 1) * 0.5, (h - 1) * 0.5
-    m = np.array([[a, b, c + cx - a * cx - b * cy], [d, e, f + cy - d * cx - e * cy]])
+    m = _matrix(h, w, angle, translate, shear, corner)
     out = cv2.warpAffine(
         _cv(img), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
     )
     return out.reshape(img.shape)
 
 
-_LUTS = {}
+@functools.lru_cache(maxsize=4096)  # a policy has a few hundred (operation, magnitude) pairs
+def _matrix(h, w, angle, translate, shear, corner):
+    """OpenCV's inverse map (2x3, pixel indices) of torchvision's affine on an h x w image."""
+    from torchvision.transforms.functional import _get_inverse_affine_matrix
+
+    centre = [-w * 0.5, -h * 0.5] if corner else [0.0, 0.0]
+    a, b, c, d, e, f = _get_inverse_affine_matrix(centre, angle, list(translate), 1.0, list(shear))
+    # torchvision's matrix maps centre-relative coordinates (pixel j at j - (w-1)/2); OpenCV's maps pixel indices
+    cx, cy = (w - 1) * 0.5, (h - 1) * 0.5
+    return np.array([[a, b, c + cx - a * cx - b * cy], [d, e, f + cy - d * cx - e * cy]])
 
 
+@functools.lru_cache(maxsize=4096)  # filled when a policy is built (_tables): no torch call on the decode threads
 def _lut(name, m):
     """The 256-entry table of a point operation, computed by torchvision's kernel on the values 0..255."""
-    key = (name, m)
-    if key not in _LUTS:  # a race only computes a table twice
-        import torch
-        from torchvision.transforms.v2 import functional as F
+    import torch
+    from torchvision.transforms.v2 import functional as F
 
-        ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 256)
-        ops = {
-            "Brightness": lambda: F.adjust_brightness(ramp, 1.0 + m),
-            "Posterize": lambda: F.posterize(ramp, int(m)),
-            "Solarize": lambda: F.solarize(ramp, 255.0 * m),
-            "Invert": lambda: F.invert(ramp),
-        }
-        _LUTS[key] = ops[name]().numpy().reshape(256).copy()
-    return _LUTS[key]
+    ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 256)
+    ops = {
+        "Brightness": lambda: F.adjust_brightness(ramp, 1.0 + m),
+        "Posterize": lambda: F.posterize(ramp, int(m)),
+        "Solarize": lambda: F.solarize(ramp, 255.0 * m),
+        "Invert": lambda: F.invert(ramp),
+    }
+    return ops[name]().numpy().reshape(256).copy()
+
+
+POINT_OPS = ("Brightness", "Posterize", "Solarize", "Invert")
 
 
 def _point(name):

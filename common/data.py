@@ -383,6 +383,7 @@ def test_io(args, train, log=print, device="cpu"):
     """`--test-io 1`: run the input pipeline alone for one epoch and print MXNet's speed lines, then what each stage
     costs per batch (the device transform, which trains on `device`, timed on the first batch after the epoch)."""
     tic = start = time.time()
+    cpu = time.process_time()  # every thread's: the figure that holds on a machine others share
     seen = window = 0
     first = None
     for i, (data, _label) in enumerate(train):
@@ -392,11 +393,12 @@ def test_io(args, train, log=print, device="cpu"):
         if (i + 1) % args.disp_batches == 0:  # numbered from 0, as MXNet's --test-io numbers its batches
             log(f"Batch [{i}]\tSpeed: {window / (time.time() - tic):.2f} samples/sec")
             tic, window = time.time(), 0
-    elapsed = time.time() - start
+    elapsed, cpu = time.time() - start, time.process_time() - cpu
     log(
         f"test-io: {seen} samples in {elapsed:.1f}s ({seen / max(elapsed, 1e-9):.2f} samples/sec), "
         f"{getattr(train, 'bad_images', 0)} undecodable, {getattr(train, 'skipped_no_image', 0)} without image"
     )
+    log(f"test-io: {seen / max(cpu, 1e-9):.2f} samples per CPU-second ({cpu:.1f}s of CPU time, all threads)")
     note = skipped_note(train)
     if note:  # where and why, not only how many
         log(f"test-io: skipped {note}")

@@ -6,7 +6,7 @@ falls to the block inputs plus one block's activations, for about one more forwa
 
 Blocks are found by structure, not by family: walking down from the network through plain containers
 (nn.Sequential and its subclasses without a forward of their own, ModuleList, ModuleDict), the first module
-that has children and a forward of its own is a block: a residual unit, an inception module, a dense block, an
+that has children and a forward of its own is a block: a residual unit, an inception module, a dense layer, an
 inverted residual. A network without such blocks (MLP, LeNet, AlexNet, VGG, MobileNet v1: a plain chain of
 layers) is trained as it is, and one log line says so.
 
@@ -24,6 +24,7 @@ Measured: benchmarks/bench_memory.py (resnet-50, batch 32, 3x224x224).
 """
 
 import contextlib
+import functools
 import types
 
 import torch
@@ -71,6 +72,11 @@ def _buffers_kept(block):
                 buf.copy_(value)
 
 
+def _contexts(block):
+    """checkpoint's context_fn: (around the forward, around the recomputation)."""
+    return contextlib.nullcontext(), _buffers_kept(block)
+
+
 def _checkpointed_forward(self, *args, **kwargs):
     """The block's own forward under torch.utils.checkpoint while training with gradients; plain otherwise."""
     forward = type(self).forward
@@ -81,8 +87,9 @@ def _checkpointed_forward(self, *args, **kwargs):
     args = tuple(list(a) if isinstance(a, list) else a for a in args)
     if torch.compiler.is_compiling():  # the compiler recomputes from its traced graph: no buffer update repeats
         return checkpoint(forward, self, *args, use_reentrant=False, **kwargs)
-    contexts = lambda: (contextlib.nullcontext(), _buffers_kept(self))  # noqa: E731 (forward, recomputation)
-    return checkpoint(forward, self, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+    return checkpoint(
+        forward, self, *args, use_reentrant=False, context_fn=functools.partial(_contexts, self), **kwargs
+    )
 
 
 def checkpoint_blocks(model):

@@ -23,6 +23,17 @@ FAMILIES = [
     ("efficientnet", {}, (3, 32, 32)),  # MBConv with stochastic depth: random draws inside the blocks
 ]
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors on shared cores: one thread is as fast, and a second waits at every operator's barrier."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 def _build(network, kwargs, shape):
     torch.manual_seed(0)
@@ -130,11 +141,11 @@ def test_trains_like_without_and_resumes_exactly(tmp_path, cli):
     rec = write_rec(tmp_path / "tiny", random_images(24, 32, 32), [k % 2 for k in range(24)])
     args = [*TINY, "--data-train", rec, "--data-val", rec]
     full, part = tmp_path / "plain" / "r", tmp_path / "ckpt" / "r"
-    cli("train_imagenet.py", *args, "--num-epochs", "2", "--model-prefix", full, check=0)
+    cli("train_imagenet.py", *args, "--num-epochs", "2", "--model-prefix", full, env=ONE_THREAD, check=0)
     on = [*args, "--activation-checkpointing", "1", "--model-prefix", part]
-    first = cli("train_imagenet.py", *on, "--num-epochs", "1", check=0).stderr
+    first = cli("train_imagenet.py", *on, "--num-epochs", "1", env=ONE_THREAD, check=0).stderr
     assert "activation checkpointing: 3 blocks (PreActUnit)" in first
-    resumed = cli("train_imagenet.py", *on, "--num-epochs", "2", "--load-epoch", "1", check=0).stderr
+    resumed = cli("train_imagenet.py", *on, "--num-epochs", "2", "--load-epoch", "1", env=ONE_THREAD, check=0).stderr
     assert "resuming at epoch 1" in resumed
     a, b = load_file(f"{full}-0002.params"), load_file(f"{part}-0002.params")
     assert a.keys() == b.keys()

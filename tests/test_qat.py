@@ -201,7 +201,7 @@ def test_lenet_int8_within_half_a_point_of_float_on_the_mnist_sample(tmp_path, c
     accuracy = {}
     for name, extra in (("float", []), ("qat", ["--qat", "1"])):
         prefix = tmp_path / name / "lenet"
-        cli("train_mnist.py", *offline, *extra, "--model-prefix", prefix, check=0)
+        cli("train_mnist.py", *offline, *extra, "--model-prefix", prefix, check=0, timeout=3600)
         report = tmp_path / f"{name}.json"
         dtype = "int8" if name == "qat" else "float32"
         cli(
