@@ -1,20 +1,31 @@
 """Cost of today's step recipes: a training step plain, with mixup + cutmix, and with SAM, on the same cores.
 
-Each row runs train_imagenet.py --benchmark 1 (synthetic data, as benchmarks/bench_train.py, on its CPU rows) three
-ways, alternated round by round so a slow spell of the machine hits all three; the best of each counts. Prints the
-step time of each and the ratios to the plain step. Targets: mixup + cutmix under 1.05x, SAM at most 2.1x.
-  python benchmarks/bench_recipes_step.py [--rows resnet-20,lenet,resnet-50] [--rounds 3] [--max-isa avx2]
+For each of benchmarks/bench_train.py's CPU rows (network, image shape, batch) the suite's own loop
+(common/fit.py train_one_epoch: device transform, mixer, forward, loss, backward, optimizer step) runs one random
+batch, as --benchmark 1 feeds it, under three recipes, in one process; the recipes take turns block by block, so a
+busy spell of the shared machine hits all three. Each step is timed alone, by the wall clock and by the process's
+CPU time (which a process waiting for a core does not accumulate: on a machine shared with other work, and with
+--threads 1, it is the steadier measure of a step's work); the fastest step of each recipe counts, the median is
+printed beside it. Prints the step times and the ratios to the plain step. Targets: mixup + cutmix under 1.05x,
+SAM at most 2.1x.
+  python benchmarks/bench_recipes_step.py [--rows lenet,resnet-20,resnet-50] [--rounds 5] [--steps 4] [--threads N]
 """
 
 import argparse
 import os
+import statistics
 import sys
+import time
+import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from benchmarks import ISAS, isa_env, machine  # noqa: E402
-from benchmarks.bench_train import ROWS, run_suite  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import machine  # noqa: E402
+from benchmarks.bench_train import ROWS  # noqa: E402
+from common import fit, networks, options  # noqa: E402
 
 RECIPES = {  # name: extra flags
     "plain": [],
@@ -23,29 +34,71 @@ RECIPES = {  # name: extra flags
 }
 
 
+class Clock:
+    """Stands in for the loop's profiler (called once after every step): the times between calls are the steps."""
+
+    def __init__(self):
+        self.marks = []
+
+    def step(self):
+        self.marks.append((time.perf_counter(), time.process_time()))
+
+
+def make_ctx(row, extra):
+    """The training context fit() builds for a row's network on the CPU, with the recipe's flags."""
+    net, layers, shape, batch = row[:4]
+    parser = argparse.ArgumentParser()
+    options.add_fit_args(parser)
+    options.add_data_args(parser)
+    argv = ["--network", net, "--image-shape", shape, "--num-classes", "10", "--batch-size", str(batch)]
+    argv += ["--gpus", "", "--benchmark", "1", *(["--num-layers", str(layers)] if layers else []), *extra]
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)  # every recipe starts from the same weights
+    kv = types.SimpleNamespace(rank=0, num_workers=1, local_size=1, share=1, type="local", num_hosts=1)
+    ctx = fit._setup(args, kv, torch.device("cpu"), networks.get_network(args), range(1))
+    ctx.profile = Clock()
+    return ctx
+
+
+def time_row(row, rounds, steps):
+    """{recipe: [(wall seconds, CPU seconds) of each timed step]} for one row."""
+    shape, batch = [int(v) for v in row[2].split(",")], row[3]
+    x = torch.randint(0, 256, (batch, shape[1], shape[2], shape[0]), dtype=torch.uint8)  # uint8 NHWC, as loaded
+    y = torch.randint(0, 10, (batch,))
+    ctxs = {recipe: make_ctx(row, extra) for recipe, extra in RECIPES.items()}
+    times = {recipe: [] for recipe in RECIPES}
+    for r in range(rounds + 1):  # round 0 warms up every recipe
+        for recipe, ctx in ctxs.items():
+            ctx.profile.marks = [(time.perf_counter(), time.process_time())]
+            fit.train_one_epoch(ctx, r, [(x, y)] * steps)
+            if r:
+                marks = ctx.profile.marks
+                times[recipe] += [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])]
+    return times
+
+
 def main():
     """Run the selected rows and print each recipe's step time and its ratio to the plain step."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated: " + ", ".join(ROWS))
-    parser.add_argument("--rounds", type=int, default=3, help="alternated runs of each recipe; the best counts")
-    parser.add_argument("--max-isa", default="native", help="cap at an instruction set: " + ", ".join(ISAS))
+    parser.add_argument("--rounds", type=int, default=5, help="turns of each recipe after a warm-up turn")
+    parser.add_argument("--steps", type=int, default=4, help="steps of each recipe per turn")
+    parser.add_argument("--threads", type=int, default=0, help="torch's threads (default: torch's choice)")
     args = parser.parse_args()
-    env = isa_env(args.max_isa)
-    print(f"CPU: {machine(args.max_isa)}")
-    print(f"{'row':<10} {'plain ms':>9} {'mix ms':>9} {'sam ms':>9} {'mix/plain':>10} {'sam/plain':>10}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"CPU: {machine()}, torch threads: {torch.get_num_threads()}")
+    heads = " ".join(f"{h:>15}" for h in ("plain ms", "mix ms", "sam ms"))
+    print(f"{'row':<10} {'batch':>5} {'clock':>5} {heads} {'mix/plain':>9} {'sam/plain':>9}")
+    print(f"{'':<22} {'best / median':>15} {'best / median':>15} {'best / median':>15}")
     for name in args.rows.split(","):
-        net, layers, shape, batch, nbatch, warm = ROWS[name]
-        best = dict.fromkeys(RECIPES, 0.0)  # samples/sec
-        for _ in range(args.rounds):
-            for recipe, extra in RECIPES.items():
-                speed = run_suite(env, net, layers, shape, batch, nbatch, warm, extra)
-                best[recipe] = max(best[recipe], speed)
-        ms = {recipe: 1000 * batch / speed for recipe, speed in best.items()}  # one step of `batch` samples
-        print(
-            f"{name:<10} {ms['plain']:9.1f} {ms['mix']:9.1f} {ms['sam']:9.1f} "
-            f"{ms['mix'] / ms['plain']:10.3f} {ms['sam'] / ms['plain']:10.3f}",
-            flush=True,
-        )
+        times = time_row(ROWS[name], args.rounds, args.steps)
+        for clock, i in (("wall", 0), ("cpu", 1)):
+            best = {k: 1000 * min(t[i] for t in v) for k, v in times.items()}
+            mid = {k: 1000 * statistics.median(t[i] for t in v) for k, v in times.items()}
+            cells = " ".join(f"{best[k]:7.1f}/{mid[k]:7.1f}" for k in RECIPES)
+            ratios = f"{best['mix'] / best['plain']:9.3f} {best['sam'] / best['plain']:9.3f}"
+            print(f"{name:<10} {ROWS[name][3]:>5} {clock:>5} {cells} {ratios}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,16 @@ on the 256 values. What is not, and why:
 - the draws come from the batch's generator, seeded by (seed, epoch, part, batch) like the crop's, not from torch's
   global one, which all decode threads share: so the same --seed gives the same images whatever the thread timing,
   and a resumed run sees what an uninterrupted one would.
-- the kernels run on OpenCV (warpAffine, filter2D, LUT, transform) instead of torchvision's tensor kernels, which
-  on one 224x224 image cost 0.62 ms per TrivialAugment-wide draw on average (Sharpness 2.5 ms, each affine 0.4 ms,
-  Equalize 0.5 ms: benchmarks/bench_recipes_io.py prints both), most of a decode and crop (about 0.9 ms), so the
-  pipeline would keep only about 60% of its throughput; these take a few tenths of that. tests/test_autoaug.py
-  holds them to torchvision's results (within one grey level; the warps within their interpolation's rounding).
-Where: per image on the decode threads, not batched on the device. torchvision's kernels take one magnitude per
-call, so a batch would run them image by image anyway; a batched warp with per-image matrices (grid_sample) cost
-1.8 ms per image on the CPU against OpenCV's 0.14, and on a CPU run the device transform shares the training
-thread while the decode threads run beside it.
+- the kernels run on OpenCV (warpAffine, filter2D, LUT, transform) instead of torchvision's tensor kernels. Those
+  cost 0.66 ms of CPU per TrivialAugment-wide draw on one 224x224 image (Sharpness 2.5 ms, each warp 0.4 ms,
+  Equalize 0.5 ms), more than the decode and crop of the image itself (about 0.5 ms), so the pipeline would keep
+  less than half its throughput; these cost 0.09 ms, and the pipeline keeps 0.81 of it with --random-erase 0.25
+  too (benchmarks/bench_recipes_io.py prints all of these). tests/test_autoaug.py holds them to torchvision's
+  results: within one grey level, the warps within their interpolation's rounding.
+Where: per image on the decode threads, right after the image's crop (still in the cache), not batched on the
+device. torchvision's kernels take one magnitude per call, so a batch would run them image by image anyway; a
+batched warp with per-image matrices (grid_sample) cost 1.8 ms per image on the CPU against OpenCV's 0.14; and on a
+CPU run the device transform shares the training thread, while the decode threads run beside it.
 Interpolation is bilinear, as torchvision's classification references train these policies (the classes' default
 is nearest); uncovered pixels are 0, the classes' default. Random erasing follows torchvision's RandomErasing
 (scale 0.02-0.33 of the area, aspect 0.3-3.3, 10 tries) and fills with --rgb-mean, the pixel that normalises to
