@@ -2,13 +2,13 @@
 
 For each of benchmarks/bench_train.py's CPU rows (network, image shape, batch) the suite's own loop
 (common/fit.py train_one_epoch: device transform, mixer, forward, loss, backward, optimizer step) runs one random
-batch, as --benchmark 1 feeds it, under three recipes, in one process; the recipes take turns block by block, so a
-busy spell of the shared machine hits all three. Each step is timed alone, by the wall clock and by the process's
-CPU time (which a process waiting for a core does not accumulate: on a machine shared with other work, and with
---threads 1, it is the steadier measure of a step's work); the fastest step of each recipe counts, the median is
-printed beside it. Prints the step times and the ratios to the plain step. Targets: mixup + cutmix under 1.05x,
-SAM at most 2.1x.
-  python benchmarks/bench_recipes_step.py [--rows lenet,resnet-20,resnet-50] [--rounds 5] [--steps 4] [--threads N]
+batch, as --benchmark 1 feeds it, under three recipes, in one process. The recipes take turns, a block of steps
+each, every recipe in every place of the order, so a busy spell of the shared machine hits all three. Each step is
+timed alone, by the wall clock and by the process's CPU time (which a process waiting for a core does not
+accumulate: on a machine shared with other work, and with --threads 1, the steadier measure of a step's work); the
+fastest step of each recipe counts, the median is printed beside it. Prints the step times and the ratios to the
+plain step. Targets: mixup + cutmix under 1.05x, SAM at most 2.1x.
+  python benchmarks/bench_recipes_step.py [--rows lenet,resnet-20,resnet-50] [--rounds 5] [--steps N] [--threads N]
 """
 
 import argparse
@@ -67,13 +67,16 @@ def time_row(row, rounds, steps):
     y = torch.randint(0, 10, (batch,))
     ctxs = {recipe: make_ctx(row, extra) for recipe, extra in RECIPES.items()}
     times = {recipe: [] for recipe in RECIPES}
+    order = list(RECIPES)
     for r in range(rounds + 1):  # round 0 warms up every recipe
-        for recipe, ctx in ctxs.items():
-            ctx.profile.marks = [(time.perf_counter(), time.process_time())]
-            fit.train_one_epoch(ctx, r, [(x, y)] * steps)
+        for recipe in order:
+            ctx = ctxs[recipe]
+            ctx.profile.marks = []
+            fit.train_one_epoch(ctx, r, [(x, y)] * (steps + 1))
+            marks = ctx.profile.marks  # the first step of a turn also pays for the turn's start: left out
             if r:
-                marks = ctx.profile.marks
                 times[recipe] += [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])]
+        order = order[1:] + order[:1]  # each recipe in each place of the turn order in turn
     return times
 
 
@@ -82,7 +85,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated: " + ", ".join(ROWS))
     parser.add_argument("--rounds", type=int, default=5, help="turns of each recipe after a warm-up turn")
-    parser.add_argument("--steps", type=int, default=4, help="steps of each recipe per turn")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="timed steps of each recipe per turn (default: the row's bench_train batches over the rounds, at least 2)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch's threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -92,7 +100,7 @@ def main():
     print(f"{'row':<10} {'batch':>5} {'clock':>5} {heads} {'mix/plain':>9} {'sam/plain':>9}")
     print(f"{'':<22} {'best / median':>15} {'best / median':>15} {'best / median':>15}")
     for name in args.rows.split(","):
-        times = time_row(ROWS[name], args.rounds, args.steps)
+        times = time_row(ROWS[name], args.rounds, args.steps or max(2, ROWS[name][4] // args.rounds))
         for clock, i in (("wall", 0), ("cpu", 1)):
             best = {k: 1000 * min(t[i] for t in v) for k, v in times.items()}
             mid = {k: 1000 * statistics.median(t[i] for t in v) for k, v in times.items()}
