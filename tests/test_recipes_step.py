@@ -255,7 +255,10 @@ def test_sam_asgd_and_mixing_train_and_resume_exactly(tmp_path, cli):
     assert "resuming at epoch 1" in proc.stderr
     a, b = load_file(f"{full}-0002.params"), load_file(f"{part}-0002.params")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert open(f"{full}-0002.params", "rb").read() == open(f"{part}-0002.params", "rb").read()
+    # the files' bytes may differ only in the order safetensors writes the metadata keys in; the digest may not
+    assert checkpoint.file_metadata(open(f"{full}-0002.params", "rb").read()) == checkpoint.file_metadata(
+        open(f"{part}-0002.params", "rb").read()
+    )
 
 
 BAD = [
