@@ -18,7 +18,7 @@ import os
 import torch
 from safetensors.torch import load, save
 
-from common import figures, optim, validate
+from common import figures, optim, options, validate
 from common.checkpoint_files import (  # noqa: F401 - note_best, keep_last: checkpoint.* for fit.py
     BEST,
     DIGEST_KEY,
@@ -382,6 +382,7 @@ class Pretrained:
 
 def symbol_arguments(args, pretrained=None):
     """The arguments PREFIX-symbol.json records for this run: the flags', or the pretrained network's (fine-tune)."""
+    args = options.complete(args)
     arguments = network_arguments(args.network, pretrained.arguments if pretrained else vars(args))
     arguments["num_classes"] = args.num_classes
     if args.loss_type == "am-softmax":  # a cosine classifier of this scale (networks.rebuild makes it)
@@ -391,6 +392,7 @@ def symbol_arguments(args, pretrained=None):
 
 def write_symbol_for(args, classes=None, pretrained=None, quantization=None):
     """PREFIX-symbol.json: the network's name and arguments, and the evaluation preprocessing (and --qat's record)."""
+    args = options.complete(args)
     make_folder(args.model_prefix)
     remove_stale_temps(args.model_prefix)  # temporaries of killed runs under this prefix (never a live one's)
     preprocess = {

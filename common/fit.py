@@ -34,6 +34,7 @@ from common import (
     memory,
     mixing,
     objective,
+    options,
     qat,
     reporting,
     schedules,
@@ -316,6 +317,7 @@ def fit(args, network, data_loader, *, pretrained=None, classes=None, defaults=N
     data's own source does not carry them. defaults: the script's flag defaults {name: value}; the start-up line
     shows what differs from them, the log file every setting. The entry script has started this host's workers.
     """
+    args = options.complete(args)  # a program's own Namespace: the flags it lacks take their defaults
     kv = dist.get_kv(args)
     fmt = f"%(asctime)-15s Node[{kv.rank}] %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)

@@ -530,3 +530,12 @@ def given_flags(parser, argv):
     unset = object()
     probe = argparse.Namespace(**{a.dest: unset for a in parser._actions})  # argparse fills in only what is given
     return {k for k, v in vars(parser.parse_args(argv, namespace=probe)).items() if v is not unset}
+
+
+def complete(args):
+    """args with every training, data and augmentation flag it lacks set to its default (a Namespace built by a
+    program rather than these parsers keeps working as flags are added); args itself is not changed."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for add in (add_fit_args, add_data_args, add_data_aug_args):
+        add(parser)
+    return argparse.Namespace(**{**defaults(parser), **vars(args)})
