@@ -189,7 +189,8 @@ def _sharpness_aware(ctx, again):
         kept = [t.clone() for t in params + buffers]  # copied back: w + e - e is not always w in floating point
         grads = [p.grad for p in params]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # on the device: no host sync
-        torch._foreach_add_(params, torch._foreach_mul(grads, ctx.args.sam_rho / (norm + 1e-12)))
+        torch._foreach_mul_(grads, ctx.args.sam_rho / (norm + 1e-12))  # in place: set to None just below
+        torch._foreach_add_(params, grads)
     ctx.opt.zero_grad(set_to_none=True)
     again()
     with torch.no_grad():

@@ -7,7 +7,7 @@ image is mixed with its neighbour in the (shuffled) batch, by one coefficient pe
 picked per batch. The arithmetic runs where the batch is; the few numbers drawn per batch (the coefficient, the box,
 the choice) come from the CPU generator, seeded from (--seed, epoch, batch) so a resumed run mixes exactly as an
 uninterrupted one (every worker draws the same numbers for its own batch).
-Measured cost: benchmarks/bench_recipes_step.py.
+Measured (benchmarks/bench_recipes_step.py, 2 CPU cores): a resnet-20 step at batch 128 takes 1.01x the plain one.
 """
 
 import torch

@@ -177,27 +177,17 @@ def test_sam_step_is_the_gradient_at_the_perturbed_weights():
 # --- each flag changes training (the loop in this process, as test_fit.py runs it)
 
 
-def train(tmp_path, *flags, epochs=1, name=None, load=None):
-    """fit() on 64 random 8x8 images (4 batches an epoch); returns {name: tensor} of the trained weights."""
+def train(tmp_path, *flags, epochs=1, name=None, load=None, net=small_net):
+    """fit() on 64 random 8x8 images (batches of 16 unless flags say); returns {name: tensor} of the trained weights."""
     prefix = str(tmp_path / name) if name else None
-    argv = [
-        "--network",
-        "tiny",
-        "--image-shape",
-        "3,8,8",
-        "--num-classes",
-        "4",
-        "--batch-size",
-        "16",
-        "--num-epochs",
-        str(epochs),
-    ]
-    args = make_args(*argv, "--lr", "0.1", "--rgb-mean", "0,0,0", "--rgb-std", "64,64,64", "--gpus", "", *flags)
+    argv = ["--network", "tiny", "--image-shape", "3,8,8", "--num-classes", "4", "--batch-size", "16"]
+    argv += ["--num-epochs", str(epochs), "--lr", "0.1", "--rgb-mean", "0,0,0", "--rgb-std", "64,64,64", "--gpus", ""]
+    args = make_args(*argv, *flags)
     args.model_prefix, args.load_epoch = prefix, load
     gen = np.random.default_rng(0)
     images, labels = gen.integers(0, 255, (64, 8, 8, 3), dtype=np.uint8), (np.arange(64) % 4).astype(np.float32)
-    loader = lambda a, kv: (data.ArrayIter(images, labels, 16, shuffle=True, seed=a.seed), None)  # noqa: E731
-    model = fit.fit(args, small_net(), loader)
+    loader = lambda a, kv: (data.ArrayIter(images, labels, a.batch_size, shuffle=True, seed=a.seed), None)  # noqa: E731
+    model = fit.fit(args, net(), loader)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -228,6 +218,18 @@ def test_same_seed_trains_the_same(tmp_path, baseline):
     """What test_each_flag_changes_training compares is the flag's doing, not noise of the run."""
     again = train(tmp_path)
     assert all(torch.equal(again[k], baseline[k]) for k in baseline)
+
+
+def test_sam_with_accumulation_repeats_every_accumulated_batch(tmp_path):
+    """Two accumulated batches of 16 take the SAM step of one batch of 32 (no BatchNorm: the same gradients)."""
+    linear = lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 4))  # noqa: E731
+    sam = ("--sam-rho", "0.5", "--warmup-epochs", "0")
+    # accumulating 2 batches scales the rate by 2 (MXNet's lbsgd): the rate of the batch of 32 is twice as large
+    accumulated = train(tmp_path, *sam, "--macrobatch-size", "32", "--lr", "0.05", net=linear)
+    whole = train(tmp_path, *sam, "--batch-size", "32", "--lr", "0.1", net=linear)
+    once = train(tmp_path, "--batch-size", "32", "--lr", "0.1", net=linear)
+    assert all(torch.allclose(accumulated[k], whole[k], atol=1e-5) for k in whole)
+    assert any(not torch.allclose(once[k], whole[k], atol=1e-3) for k in whole)  # SAM did change the steps
 
 
 def test_resume_under_other_decay_flags_gives_each_group_its_decay(tmp_path):
