@@ -54,15 +54,7 @@ def add_score_args(parser):
     p.add_argument("--confusion-png", type=flags.output_file(), help="draw the confusion matrix into this PNG")
     p.add_argument("--preds", help="score prediction files instead: the folder predict.py --format json wrote")
     p.add_argument("--gts", help="with --preds: the ground truth, a JSON map {image name: class index or name}")
-    p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument(
-        "--calib-batches", type=flags.count(), default=32, help="int8: number of calibration batches (torchvision's 32)"
-    )
-    p.add_argument(
-        "--quant-engine",
-        help="int8: torch's quantized engine (torch.backends.quantized.supported_engines; default: onednn where "
-        "torch has it, else x86; a --qat model: the one it trained for)",
-    )
+    options.add_int8_args(p)
     p.add_argument(
         "--threads", type=flags.integer(min=0), default=0, help="CPU threads for the network (0: torch's default)"
     )

@@ -532,6 +532,19 @@ def given_flags(parser, argv):
     return {k for k, v in vars(parser.parse_args(argv, namespace=probe)).items() if v is not unset}
 
 
+def add_int8_args(p):
+    """The int8 flags of score.py and tools/export.py: calibration data and batches, the quantized engine."""
+    p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
+    p.add_argument(
+        "--calib-batches", type=flags.count(), default=32, help="int8: number of calibration batches (torchvision's 32)"
+    )
+    p.add_argument(
+        "--quant-engine",
+        help="int8: torch's quantized engine (torch.backends.quantized.supported_engines; default: onednn where "
+        "torch has it, else x86; a --qat model: the one it trained for)",
+    )
+
+
 def complete(args):
     """args with every training, data and augmentation flag it lacks set to its default (a Namespace built by a
     program rather than these parsers keeps working as flags are added); args itself is not changed."""

@@ -44,15 +44,7 @@ def parse_args(argv):
         "--output", required=True, type=flags.output_file(create=True), help="the file to write (.onnx, .pt2, .pt)"
     )
     p.add_argument("--data-val", help="a .rec or folder whose first batch checks the export")
-    p.add_argument("--data-calib", help="int8: calibration data (.rec or folder; default: --data-val)")
-    p.add_argument(
-        "--calib-batches", type=flags.count(), default=32, help="int8: number of calibration batches (torchvision's 32)"
-    )
-    p.add_argument(
-        "--quant-engine",
-        help="int8: torch's quantized engine (torch.backends.quantized.supported_engines; default: onednn where "
-        "torch has it, else x86; a --qat model: the one it trained for)",
-    )
+    options.add_int8_args(p)
     p.add_argument("--batch-size", type=flags.count(), default=8, help="batch size of the sample and calibration")
     p.add_argument("--image-shape", help="C,H,W (default: saved with the model)")
     p.add_argument("--rgb-mean", help="mean rgb (default: saved with the model)")
